@@ -1,0 +1,404 @@
+"""The config file: YAML with line marks -> shape checks -> cross-references -> frozen `Config`."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from exporter.expect import Condition, parse_condition
+from exporter.probes import KINDS
+from exporter.schema import MISSING, ConfigError, Duration, Issue, Reader, Url, opt
+
+TIERS = ("critical", "important", "enhancement")
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def check_id(value: str) -> None:
+    """Ids become label values and URL path parts: keep them to [a-z0-9][a-z0-9_.-]*."""
+    if not ID_RE.match(value):
+        raise ValueError(f"invalid id {value!r} (want [a-z0-9][a-z0-9_.-]*)")
+
+
+# --- the document's shape (what the loader reads; also what `qualitygate schema` describes) ---
+
+
+@dataclass(frozen=True)
+class DefaultsDoc:
+    """Defaults every gate inherits unless it sets its own."""
+
+    interval: Duration = opt(60.0, doc="How often each gate is evaluated (Prometheus duration).")
+    timeout: Duration = opt(10.0, doc="How long one evaluation may take; must be <= interval.")
+    tier: str = opt("important", doc="critical | important | enhancement", enum=TIERS)
+
+
+@dataclass(frozen=True)
+class PrometheusDoc:
+    """The Prometheus server that `promql` gates query."""
+
+    url: Url = opt(required=True, doc="Base URL of the Prometheus HTTP API, e.g. http://localhost:9090")
+
+
+@dataclass(frozen=True)
+class GateDoc:
+    """A gate's common keys; exactly one probe key (http, tcp, command, ...) sits beside them."""
+
+    id: str = opt(required=True, doc="Unique in the tracker; the `gate` label.", check=check_id)
+    title: str | None = opt(None, doc="Human name (default: the id).")
+    description: str | None = opt(None, doc="Free text for people; not exported as a label.")
+    tier: str | None = opt(None, doc="critical | important | enhancement (default: defaults.tier)", enum=TIERS)
+    interval: Duration | None = opt(None, doc="Evaluation interval (default: defaults.interval).")
+    timeout: Duration | None = opt(None, doc="Evaluation timeout (default: defaults.timeout).")
+    expect: str | list[str] | None = opt(None, doc="Condition(s) that must all hold: '[MEASUREMENT] OP NUMBER[UNIT]'.")
+
+
+@dataclass(frozen=True)
+class StepDoc:
+    """A step of a phase: a unit of work with its quality gates."""
+
+    id: str = opt(required=True, doc="Unique in its phase; the `step` label.", check=check_id)
+    title: str | None = opt(None, doc="Human name (default: the id).")
+    team: str | None = opt(None, doc="Owning team, shown on dashboards (gate_info).")
+    gates: list[Any] = opt(default_factory=tuple, doc="The step's gates.")
+
+
+@dataclass(frozen=True)
+class PhaseDoc:
+    """A phase of the plan."""
+
+    id: str = opt(required=True, doc="Unique in the tracker; the `phase` label.", check=check_id)
+    title: str | None = opt(None, doc="Human name (default: the id).")
+    steps: list[StepDoc] = opt(default_factory=tuple, doc="The phase's steps.")
+
+
+@dataclass(frozen=True)
+class TrackerDoc:
+    """A tracker: one file, one plan of phases, steps and gates."""
+
+    tracker: str = opt(required=True, doc="Tracker name; the `tracker` label.", check=check_id)
+    title: str | None = opt(None, doc="Human title of the plan.")
+    uptime_window: Duration = opt(30 * 86400.0, doc="Window of gate_uptime_ratio and default window of uptime gates.")
+    defaults: DefaultsDoc = opt(default_factory=DefaultsDoc, doc="Defaults for every gate.")
+    prometheus: PrometheusDoc | None = opt(None, doc="Prometheus server for promql gates.")
+    phases: list[PhaseDoc] = opt(default_factory=tuple, doc="The plan's phases.")
+
+
+# --- the resolved, frozen config the rest of the program uses ---------------------------------
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One gate with every default applied."""
+
+    id: str
+    title: str
+    tier: str
+    interval: float
+    timeout: float
+    expect: tuple[Condition, ...]
+    kind: str
+    spec: Any
+    phase: str
+    step: str
+    team: str
+    tracker: str
+    description: str = ""
+    line: int = 0
+
+    @property
+    def threshold(self) -> float | None:
+        """The number of the first condition on `value`, exported as gate_threshold."""
+        return next((c.threshold for c in self.expect if c.measurement == "value"), None)
+
+    @property
+    def expect_text(self) -> list[str]:
+        """The conditions as written, for the API."""
+        return [c.text for c in self.expect]
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step with its resolved gates."""
+
+    id: str
+    title: str
+    team: str
+    phase: str
+    gates: tuple[Gate, ...]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A phase with its resolved steps."""
+
+    id: str
+    title: str
+    steps: tuple[Step, ...]
+
+    @property
+    def gates(self) -> tuple[Gate, ...]:
+        """Every gate of the phase, in document order."""
+        return tuple(g for s in self.steps for g in s.gates)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded tracker config."""
+
+    tracker: str
+    title: str
+    uptime_window: float
+    prometheus_url: str | None
+    phases: tuple[Phase, ...]
+    source: str
+    gates: tuple[Gate, ...] = field(default=())
+    by_id: dict[str, Gate] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_id", {g.id: g for g in self.gates})
+
+    def gate(self, gate_id: str) -> Gate | None:
+        """A gate by id, or None."""
+        return self.by_id.get(gate_id)
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """Every step, in document order."""
+        return tuple(s for p in self.phases for s in p.steps)
+
+    def objectives(self) -> dict[str, float]:
+        """gate id -> the X of an `uptime` gate's `> X` / `>= X` that observes it (SLO target)."""
+        out: dict[str, float] = {}
+        for g in self.gates:
+            if g.kind == "uptime":
+                for c in g.expect:
+                    if c.measurement == "value" and c.op in (">", ">="):
+                        out.setdefault(g.spec.gate, c.threshold)
+                        break
+        return out
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def load_config(path: str, env: dict[str, str] | None = None) -> Config:
+    """Load and check one tracker file; raise ConfigError listing every issue with FILE:LINE."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError([Issue(path, 1, "", f"cannot read config: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Issue(path, 1, "", f"config is not UTF-8: {exc.reason}")]) from None
+    return parse_config(text, path, env)
+
+
+def parse_config(text: str, path: str = "<config>", env: dict[str, str] | None = None) -> Config:
+    """Parse a tracker config from text (see load_config)."""
+    reader = Reader(path, os.path.dirname(os.path.abspath(path)) if path != "<config>" else os.getcwd())
+    if env is not None:
+        reader.env = env
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError([Issue(path, line, "", f"invalid YAML: {exc.problem or exc.context}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Issue(path, 1, "", f"invalid YAML: {exc}")]) from None
+    if root is None:
+        raise ConfigError([Issue(path, 1, "", "config is empty")])
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError([Issue(path, root.start_mark.line + 1, "", "config must be a mapping")])
+
+    doc = reader.dataclass(root, TrackerDoc, "")
+    gate_nodes = _gate_nodes(root)
+    if doc is MISSING:
+        # Still read every gate, so that one bad key elsewhere does not hide the gates' errors.
+        fallback = TrackerDoc(tracker="invalid")
+        for key, node in gate_nodes:
+            _read_gate(node, key, reader, fallback, "", "", "")
+        raise ConfigError(reader.issues)
+    config = _resolve(doc, root, gate_nodes, reader)
+    if reader.issues:
+        raise ConfigError(reader.issues)
+    assert config is not None
+    return config
+
+
+def _gate_nodes(root: yaml.MappingNode) -> list[tuple[str, yaml.Node]]:
+    """The raw gate nodes with their key paths (gates are read by hand: one probe key each)."""
+    out = []
+    for pi, phase in enumerate(_seq(_get(root, "phases"))):
+        for si, step in enumerate(_seq(_get(phase, "steps"))):
+            for gi, gate in enumerate(_seq(_get(step, "gates"))):
+                out.append((f"phases[{pi}].steps[{si}].gates[{gi}]", gate))
+    return out
+
+
+def _get(node: yaml.Node | None, name: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == name:
+                return v
+    return None
+
+
+def _seq(node: yaml.Node | None) -> list[yaml.Node]:
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _resolve(doc: TrackerDoc, root: yaml.MappingNode, gate_nodes: list[tuple[str, yaml.Node]], reader: Reader) -> Config:
+    defaults = doc.defaults
+    if defaults.timeout > defaults.interval:
+        reader.error(_value_node(_get(root, "defaults"), "timeout"), "defaults.timeout", "timeout must not exceed interval")
+    phase_nodes = _seq(_get(root, "phases"))
+    nodes = iter(gate_nodes)
+    phases: list[Phase] = []
+    gates: list[Gate] = []
+    seen_gates: dict[str, str] = {}
+    seen_phases: set[str] = set()
+    for pi, p in enumerate(doc.phases):
+        if p.id in seen_phases:
+            reader.error(_value_node(phase_nodes[pi], "id"), f"phases[{pi}].id", f"duplicate phase id {p.id!r}")
+        seen_phases.add(p.id)
+        steps = []
+        seen_steps: set[str] = set()
+        for si, s in enumerate(p.steps):
+            if s.id in seen_steps:
+                step_node = _seq(_get(phase_nodes[pi], "steps"))[si]
+                reader.error(_value_node(step_node, "id"), f"phases[{pi}].steps[{si}].id",
+                             f"duplicate step id {s.id!r} in phase {p.id!r}")
+            seen_steps.add(s.id)
+            step_gates = []
+            for _ in s.gates:
+                key, node = next(nodes)
+                gate = _read_gate(node, key, reader, doc, p.id, s.id, s.team or "")
+                if gate is None:
+                    continue
+                if gate.id in seen_gates:
+                    reader.error(_value_node(node, "id"), f"{key}.id", f"duplicate gate id {gate.id!r} (first at {seen_gates[gate.id]})")
+                    continue
+                seen_gates[gate.id] = key
+                step_gates.append(gate)
+            steps.append(Step(s.id, s.title or s.id, s.team or "", p.id, tuple(step_gates)))
+            gates.extend(step_gates)
+        phases.append(Phase(p.id, p.title or p.id, tuple(steps)))
+
+    by_id = {g.id: g for g in gates}
+    for g in gates:
+        if g.kind == "promql" and not g.spec.url and doc.prometheus is None:
+            reader.error(_line_node(g.line), _gate_key(gate_nodes, g, ".promql.url"),
+                         "no url, and the config has no prometheus.url")
+        if g.kind == "uptime":
+            target = by_id.get(g.spec.gate)
+            if target is None:
+                reader.error(_line_node(g.line), _gate_key(gate_nodes, g, ".uptime.gate"), f"no gate with id {g.spec.gate!r}")
+            elif target.kind == "uptime" or target.id == g.id:
+                reader.error(_line_node(g.line), _gate_key(gate_nodes, g, ".uptime.gate"),
+                             f"gate {g.spec.gate!r} is itself an uptime gate")
+    return Config(
+        tracker=doc.tracker,
+        title=doc.title or doc.tracker,
+        uptime_window=doc.uptime_window,
+        prometheus_url=doc.prometheus.url if doc.prometheus else None,
+        phases=tuple(phases),
+        source=reader.file,
+        gates=tuple(gates),
+    )
+
+
+class _LineNode:
+    """Stands in for a node when only the line is known."""
+
+    def __init__(self, line: int):
+        self.start_mark = yaml.Mark("", 0, line - 1, 0, None, None)
+
+
+def _line_node(line: int) -> Any:
+    return _LineNode(line)
+
+
+def _gate_key(nodes: list[tuple[str, yaml.Node]], gate: Gate, suffix: str) -> str:
+    for key, node in nodes:
+        if node.start_mark.line + 1 == gate.line:
+            return key + suffix
+    return gate.id + suffix
+
+
+def _value_node(node: yaml.Node | None, name: str) -> Any:
+    for k, v in node.value if isinstance(node, yaml.MappingNode) else ():
+        if isinstance(k, yaml.ScalarNode) and k.value == name:
+            return k
+    return node
+
+
+def _read_gate(node: yaml.Node, key: str, reader: Reader, doc: TrackerDoc, phase: str, step: str, team: str) -> Gate | None:
+    """Read one gate mapping: its common keys, then its one probe key."""
+    if not isinstance(node, yaml.MappingNode):
+        reader.error(node, key, "a gate must be a mapping")
+        return None
+    probe_keys = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value in KINDS]
+    common = reader.dataclass(node, GateDoc, key, skip=frozenset(KINDS))
+    if not probe_keys:
+        reader.error(node, key, f"a gate needs exactly one probe key, found none (one of: {', '.join(KINDS)})")
+        return None
+    if len(probe_keys) > 1:
+        names = ", ".join(k.value for k, _ in probe_keys)
+        reader.error(probe_keys[1][0], key, f"a gate needs exactly one probe key, found {len(probe_keys)}: {names}")
+        return None
+    k_node, v_node = probe_keys[0]
+    kind = KINDS[k_node.value]
+    spec = reader.dataclass(v_node, kind.spec, f"{key}.{kind.name}")
+    if common is MISSING or spec is MISSING:
+        return None
+
+    defaults = doc.defaults
+    interval = common.interval if common.interval is not None else defaults.interval
+    timeout = common.timeout if common.timeout is not None else defaults.timeout
+    if interval <= 0:
+        reader.error(_value_node(node, "interval"), f"{key}.interval", "interval must be positive")
+    if timeout <= 0:
+        reader.error(_value_node(node, "timeout"), f"{key}.timeout", "timeout must be positive")
+    elif timeout > interval:
+        where = "timeout" if common.timeout is not None else "interval"
+        reader.error(_value_node(node, where), f"{key}.{where}", "timeout must not exceed interval")
+
+    raw = common.expect
+    texts = [raw] if isinstance(raw, str) else list(raw or ())
+    conditions = []
+    expect_node = _get(node, "expect")
+    for i, text in enumerate(texts):
+        sub = f"{key}.expect" if isinstance(raw, str) else f"{key}.expect[{i}]"
+        item_node = expect_node.value[i] if isinstance(expect_node, yaml.SequenceNode) else expect_node
+        try:
+            cond = parse_condition(text)
+        except ValueError as exc:
+            reader.error(item_node, sub, str(exc))
+            continue
+        if cond.measurement not in kind.measurements:
+            reader.error(item_node, sub, f"probe kind {kind.name} has no measurement {cond.measurement!r} "
+                                         f"(it has: {', '.join(kind.measurements)})")
+            continue
+        conditions.append(cond)
+    if kind.needs_expect and not texts:
+        reader.error(k_node, f"{key}.expect", f"a {kind.name} gate needs an expect condition (it has no default pass)")
+    return Gate(
+        id=common.id,
+        title=common.title or common.id,
+        tier=common.tier or defaults.tier,
+        interval=interval,
+        timeout=timeout,
+        expect=tuple(conditions),
+        kind=kind.name,
+        spec=spec,
+        phase=phase,
+        step=step,
+        team=team,
+        tracker=doc.tracker,
+        description=common.description or "",
+        line=node.start_mark.line + 1,
+    )

@@ -1,0 +1,41 @@
+"""The result of one gate evaluation: the unit every later stage (state, metrics, API, reports) reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PASS, FAIL, ERROR, PENDING = "pass", "fail", "error", "pending"
+OUTCOMES = (PASS, FAIL, ERROR)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One evaluation of one gate."""
+
+    gate: str
+    outcome: str  # pass | fail | error
+    started: float  # wall clock, seconds since the epoch
+    duration: float  # seconds
+    measurements: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def value(self) -> float | None:
+        """The primary measurement (gate_value), if one was made."""
+        return self.measurements.get("value")
+
+    @property
+    def passed(self) -> bool:
+        """Whether the gate passed."""
+        return self.outcome == PASS
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON form used by the API, reports and storage."""
+        return {
+            "outcome": self.outcome,
+            "started": self.started,
+            "duration": self.duration,
+            "value": self.value,
+            "measurements": dict(self.measurements),
+            "message": self.message,
+        }

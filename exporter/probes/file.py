@@ -1,0 +1,33 @@
+"""`file` gates: a file exists; measures its age (seconds since mtime) and size."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
+from exporter.schema import FilePath, opt
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """Options of a `file` gate."""
+
+    path: FilePath = opt(required=True, doc="File whose existence, age and size are measured.")
+
+
+async def probe(spec: FileSpec, ctx: ProbeContext) -> Measurement:
+    """Stat the file; a missing file is a fail (the claim "the file exists" is false)."""
+    try:
+        st = os.stat(spec.path)
+    except FileNotFoundError:
+        return Measurement({}, ok=False, message=f"{spec.path}: no such file")
+    except OSError as exc:
+        raise ProbeError(f"{spec.path}: {exc.strerror}") from None
+    now = ctx.now() if ctx.now else time.time()
+    age = max(0.0, now - st.st_mtime)
+    return Measurement({"value": age, "age": age, "size": float(st.st_size)})
+
+
+KIND = ProbeKind("file", FileSpec, probe, ("value", "age", "size"), doc="File freshness and size.")

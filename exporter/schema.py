@@ -1,0 +1,350 @@
+"""Typed config fields: YAML nodes (with their line marks) -> frozen dataclasses.
+
+The config is declared once, as frozen dataclasses whose annotations and `field()` metadata say
+what each key accepts. This module turns composed YAML nodes into those dataclasses, collecting
+every error with its line, and (in `json_schema`) turns the same declarations into a JSON Schema,
+so the loader and the editor schema cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Callable, Union
+from urllib.parse import urlsplit
+
+import yaml
+
+from exporter.durations import parse_duration
+
+# Annotated markers: the Python type says what the value is, the marker how to read it.
+DURATION = "duration"
+PATH = "path"
+REGEX = "regex"
+URL = "url"
+Duration = Annotated[float, DURATION]
+FilePath = Annotated[str, PATH]
+Regex = Annotated[str, REGEX]
+Url = Annotated[str, URL]
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_MISSING = object()
+
+
+def opt(default: Any = dataclasses.MISSING, *, doc: str = "", check: Callable[[Any], None] | None = None,
+        required: bool = False, enum: tuple[str, ...] | None = None, default_factory: Any = dataclasses.MISSING) -> Any:
+    """Declare a config key: its default, a one-line doc, an optional check raising ValueError."""
+    meta = {"doc": doc, "check": check, "required": required, "enum": enum}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    if required:
+        return field(default=None, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One config error: where, which key, what is wrong."""
+
+    file: str
+    line: int
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; carries every issue found, each with FILE:LINE and key."""
+
+    def __init__(self, issues: list[Issue]):
+        self.issues = sorted(issues, key=lambda i: (i.file, i.line, i.key, i.message))
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+@dataclass
+class Reader:
+    """Walks composed YAML nodes for one file, collecting issues instead of raising."""
+
+    file: str
+    base_dir: str = "."
+    issues: list[Issue] = field(default_factory=list)
+    env: typing.Mapping[str, str] = field(default_factory=lambda: os.environ)
+
+    def error(self, node: yaml.Node | None, key: str, message: str) -> None:
+        """Record one issue at a node's line."""
+        line = node.start_mark.line + 1 if node is not None else 1
+        self.issues.append(Issue(self.file, line, key, message))
+
+    # --- scalars -------------------------------------------------------------------------------
+
+    def expand(self, node: yaml.ScalarNode, key: str) -> str | None:
+        """A scalar's text with ${VAR} and ${VAR:-default} expanded from the environment."""
+        text = node.value
+        missing: list[str] = []
+
+        def sub(m: re.Match[str]) -> str:
+            value = self.env.get(m[1])
+            if value is None:
+                if m[2] is not None:
+                    return m[2]
+                missing.append(m[1])
+                return ""
+            return value
+
+        out = _ENV_RE.sub(sub, text)
+        if missing:
+            self.error(node, key, f"environment variable {missing[0]} is not set")
+            return None
+        return out
+
+    def scalar(self, node: yaml.Node, key: str, want: str) -> Any:
+        """Read a scalar node as str/int/float/bool; record an issue and return _MISSING if not."""
+        if not isinstance(node, yaml.ScalarNode):
+            self.error(node, key, f"must be a {want}, got a {_node_kind(node)}")
+            return _MISSING
+        text = self.expand(node, key)
+        if text is None:
+            return _MISSING
+        plain = node.style is None  # unquoted: YAML's own typing applies
+        tag = node.tag
+        if want == "string":
+            if plain and tag.endswith(":null"):
+                self.error(node, key, "must be a string, got null")
+                return _MISSING
+            return text
+        if want == "boolean":
+            if plain and text.lower() in ("true", "false", "yes", "no", "on", "off"):
+                return text.lower() in ("true", "yes", "on")
+            self.error(node, key, f"must be true or false, got {text!r}")
+            return _MISSING
+        if want in ("integer", "number"):
+            try:
+                if want == "integer":
+                    return int(text, 10)
+                value = float(text)
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise ValueError
+                return value
+            except ValueError:
+                self.error(node, key, f"must be a{'n' if want == 'integer' else ''} {want}, got {text!r}")
+                return _MISSING
+        raise AssertionError(want)
+
+    # --- typed conversion ----------------------------------------------------------------------
+
+    def convert(self, node: yaml.Node, tp: Any, key: str) -> Any:
+        """Convert a node to the annotated type `tp`, or record issues and return _MISSING."""
+        if tp is Any:
+            return node  # read later by hand (gates: their probe key decides their shape)
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            base, marker = typing.get_args(tp)[0], typing.get_args(tp)[1]
+            value = self.convert(node, base, key)
+            if value is _MISSING:
+                return value
+            try:
+                return _MARKERS[marker](value, self)
+            except ValueError as exc:
+                self.error(node, key, str(exc))
+                return _MISSING
+        if origin in (Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null") and node.style is None:
+                return None
+            if len(args) == 1:
+                return self.convert(node, args[0], key)
+            # str | list[str]: choose by node shape
+            for arg in args:
+                if _shape_matches(node, arg):
+                    return self.convert(node, arg, key)
+            self.error(node, key, f"must be {' or '.join(type_name(a) for a in args)}, got a {_node_kind(node)}")
+            return _MISSING
+        if origin in (list, tuple):
+            item_tp = typing.get_args(tp)[0]
+            if not isinstance(node, yaml.SequenceNode):
+                self.error(node, key, f"must be a list, got a {_node_kind(node)}")
+                return _MISSING
+            items = [self.convert(item, item_tp, f"{key}[{i}]") for i, item in enumerate(node.value)]
+            return _MISSING if any(i is _MISSING for i in items) else tuple(items)
+        if origin is dict:
+            _, val_tp = typing.get_args(tp)
+            if not isinstance(node, yaml.MappingNode):
+                self.error(node, key, f"must be a mapping, got a {_node_kind(node)}")
+                return _MISSING
+            out: dict[str, Any] = {}
+            bad = False
+            for k_node, v_node in self.pairs(node, key):
+                name = k_node.value
+                value = self.convert(v_node, val_tp, f"{key}.{name}")
+                bad |= value is _MISSING
+                out[name] = value
+            return _MISSING if bad else types.MappingProxyType(out)
+        if dataclasses.is_dataclass(tp):
+            return self.dataclass(node, tp, key)
+        if tp is str:
+            return self.scalar(node, key, "string")
+        if tp is bool:
+            return self.scalar(node, key, "boolean")
+        if tp is int:
+            return self.scalar(node, key, "integer")
+        if tp is float:
+            return self.scalar(node, key, "number")
+        raise AssertionError(f"unsupported config type {tp!r}")
+
+    def pairs(self, node: yaml.MappingNode, key: str) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
+        """A mapping's (key node, value node) pairs; duplicate or non-string keys are issues."""
+        seen: set[str] = set()
+        out = []
+        for k_node, v_node in node.value:
+            if not isinstance(k_node, yaml.ScalarNode):
+                self.error(k_node, key, "mapping keys must be strings")
+                continue
+            if k_node.value in seen:
+                self.error(k_node, _join(key, k_node.value), "duplicate key")
+                continue
+            seen.add(k_node.value)
+            out.append((k_node, v_node))
+        return out
+
+    def dataclass(self, node: yaml.Node, cls: Any, key: str, skip: frozenset[str] = frozenset()) -> Any:
+        """Build a frozen dataclass from a mapping node: unknown keys rejected, checks applied."""
+        if not isinstance(node, yaml.MappingNode):
+            self.error(node, key, f"must be a mapping, got a {_node_kind(node)}")
+            return _MISSING
+        hints = typing.get_type_hints(cls, include_extras=True)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        values: dict[str, Any] = {}
+        bad = False
+        for k_node, v_node in self.pairs(node, key):
+            name = k_node.value
+            if name in skip:
+                continue
+            sub = _join(key, name)
+            if name not in fields:
+                known = ", ".join(sorted(n for n in fields if n not in skip))
+                self.error(k_node, sub, f"unknown key (known keys: {known})")
+                bad = True
+                continue
+            f = fields[name]
+            value = self.convert(v_node, hints[name], sub)
+            if value is not _MISSING:
+                meta = f.metadata
+                if meta.get("enum") and value not in meta["enum"]:
+                    self.error(v_node, sub, f"must be one of {', '.join(meta['enum'])}, got {value!r}")
+                    value = _MISSING
+                elif meta.get("check"):
+                    try:
+                        meta["check"](value)
+                    except ValueError as exc:
+                        self.error(v_node, sub, str(exc))
+                        value = _MISSING
+            if value is _MISSING:
+                bad = True
+            else:
+                values[name] = value
+        for name, f in fields.items():
+            if f.metadata.get("required") and name not in values and name not in skip:
+                if not any(k.value == name for k, _ in node.value):
+                    self.error(node, _join(key, name), "missing required key")
+                bad = True
+        if bad:
+            return _MISSING
+        obj = cls(**values)
+        for sub, message in getattr(obj, "problems", lambda: [])():
+            self.error(_find(node, sub), _join(key, sub) if sub else key, message)
+            bad = True
+        return _MISSING if bad else obj
+
+
+def _find(node: yaml.MappingNode, name: str) -> yaml.Node:
+    """The value node of a key, for pointing an issue at its line (the mapping if absent)."""
+    for k_node, v_node in node.value:
+        if isinstance(k_node, yaml.ScalarNode) and k_node.value == name:
+            return k_node
+    return node
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _node_kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "list"
+    if node.tag.endswith(":null") and node.style is None:
+        return "null"
+    return "scalar"
+
+
+def _shape_matches(node: yaml.Node, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _shape_matches(node, typing.get_args(tp)[0])
+    if origin in (list, tuple):
+        return isinstance(node, yaml.SequenceNode)
+    if origin is dict or dataclasses.is_dataclass(tp):
+        return isinstance(node, yaml.MappingNode)
+    return isinstance(node, yaml.ScalarNode)
+
+
+def type_name(tp: Any) -> str:
+    """A human name for a config type, for messages."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return str(typing.get_args(tp)[1])
+    if origin in (list, tuple):
+        return "a list"
+    if origin is dict or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}.get(tp, str(tp))
+
+
+# --- markers ----------------------------------------------------------------------------------
+
+
+def _duration(value: str, reader: Reader) -> float:
+    return parse_duration(value)
+
+
+def _path(value: str, reader: Reader) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    # Relative paths are relative to the config file's folder, as Prometheus does.
+    return os.path.normpath(os.path.join(reader.base_dir, os.path.expanduser(value)))
+
+
+def _regex(value: str, reader: Reader) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    return value
+
+
+def check_url(value: str) -> None:
+    """Accept only absolute http(s) URLs with a host."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"invalid URL {value!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"invalid URL {value!r} (want http:// or https:// with a host)")
+
+
+def _url(value: str, reader: Reader) -> str:
+    check_url(value)
+    return value
+
+
+_MARKERS: dict[str, Callable[[Any, Reader], Any]] = {DURATION: _duration, PATH: _path, REGEX: _regex, URL: _url}
+MISSING = _MISSING
