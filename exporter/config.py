@@ -106,7 +106,7 @@ class Gate:
     team: str
     tracker: str
     description: str = ""
-    line: int = 0
+    line: int = field(default=0, compare=False)  # moving a gate in the file does not reschedule it
 
     @property
     def threshold(self) -> float | None:

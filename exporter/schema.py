@@ -145,8 +145,9 @@ class Reader:
             return node  # read later by hand (gates: their probe key decides their shape)
         origin = typing.get_origin(tp)
         if origin is Annotated:
-            base, marker = typing.get_args(tp)[0], typing.get_args(tp)[1]
-            value = self.convert(node, base, key)
+            marker = typing.get_args(tp)[1]
+            # Every marker reads a string: a duration is "15s", never a bare number of seconds.
+            value = self.convert(node, str, key)
             if value is _MISSING:
                 return value
             try:

@@ -46,7 +46,9 @@ class ProbeContext:
     session: Callable[[bool], "aiohttp.ClientSession"] | None = None  # (insecure_tls) -> session
     prometheus_url: str | None = None
     history: History | None = None
+    uptime_window: float = 30 * 86400.0  # the tracker's uptime_window: default window of uptime gates
     now: Callable[[], float] | None = None
+    base_dir: str | None = None  # the config file's folder: default cwd of `command` gates
 
 
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[Measurement]]

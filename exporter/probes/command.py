@@ -1,13 +1,239 @@
-"""PLACEHOLDER being written now."""
+r"""`command` gates: run a program; exit code 0 passes; optionally a number from its stdout.
+
+- `argv` runs a program directly (no shell); `shell` runs a string with /bin/sh -c. Exactly one.
+- The working directory defaults to the config file's folder. The environment is not the
+  exporter's: only PATH, HOME and LANG are inherited, and `env` is laid over them, so that
+  the exporter's own secrets and settings do not leak into every command.
+- The command runs in its own session (process group). When it exits, is cancelled or times
+  out, the whole group is killed with SIGKILL, so background children do not pile up and a
+  child that keeps stdout open cannot hang the probe.
+- Output is read to the end but only the first and last HEAD_TAIL bytes of stdout (and the last
+  STDERR_TAIL bytes of stderr) are kept: a command printing gigabytes costs CPU, not memory.
+  value_regex searches the kept stdout, so a summary line at either end is found. Its first
+  capture group (the whole match if it has none) is the value; a `%` ending the capture or
+  right after it divides by 100, so both `(\d+%)` and `(\d+)%` read "87%" as 0.87.
+- With `shell`, exit codes 127 and 126 are the shell's "command not found" / "not executable":
+  they are errors (no measurement), not failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import time
 from dataclasses import dataclass
-from exporter.probes.base import Measurement, ProbeKind
-from exporter.schema import opt
+
+from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
+from exporter.schema import FilePath, Regex, opt
+
+HEAD_TAIL = 512 * 1024
+STDERR_TAIL = 16 * 1024
+INHERITED_ENV = ("PATH", "HOME", "LANG")
+# After the command exits, how long its pipes may take to reach EOF before we stop reading.
+PIPE_GRACE = 0.5
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
 
 @dataclass(frozen=True)
-class Spec:
-    x: str = opt(None)
+class CommandSpec:
+    """Options of a `command` gate."""
 
-async def probe(spec, ctx):
-    raise NotImplementedError
+    argv: list[str] | None = opt(None, doc="Program and arguments, run without a shell.")
+    shell: str | None = opt(None, doc="A command line run by /bin/sh -c (use argv unless you need a shell).")
+    cwd: FilePath | None = opt(None, doc="Working directory (default: the config file's folder).")
+    env: dict[str, str] = opt(default_factory=dict, doc="Environment variables, over PATH, HOME and LANG.")
+    value_regex: Regex | None = opt(None, doc="Searched in stdout; its first capture group is the value "
+                                              "(a trailing % divides by 100).")
 
-KIND = ProbeKind("command", Spec, probe, ("value",))
+    def problems(self) -> list[tuple[str, str]]:
+        """Cross-field checks."""
+        out: list[tuple[str, str]] = []
+        if self.argv is None and self.shell is None:
+            out.append(("", "needs argv (a list) or shell (a string)"))
+        elif self.argv is not None and self.shell is not None:
+            out.append(("shell", "use either argv or shell, not both"))
+        elif self.argv is not None and (not self.argv or not self.argv[0]):
+            out.append(("argv", "must name a program"))
+        elif self.shell is not None and not self.shell.strip():
+            out.append(("shell", "must not be empty"))
+        out.extend(("env", f"invalid variable name {name!r}") for name in self.env if not _ENV_NAME.match(name))
+        return out
+
+
+class _Capture:
+    """Keeps the first and last `size` bytes of a stream, dropping the middle."""
+
+    def __init__(self, head: int, tail: int):
+        self.head_size, self.tail_size = head, tail
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def feed(self, chunk: bytes) -> None:
+        room = self.head_size - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if not chunk:
+            return
+        self.tail += chunk
+        if len(self.tail) > self.tail_size:
+            cut = len(self.tail) - self.tail_size
+            self.dropped += cut
+            del self.tail[:cut]
+
+    def text(self) -> str:
+        gap = "\n" if self.dropped else ""
+        return (bytes(self.head) + gap.encode() + bytes(self.tail)).decode("utf-8", "replace")
+
+
+class _Pipe:
+    """A pipe whose read end the event loop drains into a _Capture while the command runs."""
+
+    def __init__(self, capture: _Capture):
+        self.capture = capture
+        self.write_fd = -1
+        self.transport: asyncio.BaseTransport | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        read_fd, self.write_fd = os.pipe()
+        reader = asyncio.StreamReader(limit=64 * 1024)
+        loop = asyncio.get_running_loop()
+        try:
+            self.transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0))
+        except BaseException:
+            os.close(read_fd)
+            raise
+        self.task = asyncio.ensure_future(self._drain(reader))
+
+    async def _drain(self, reader: asyncio.StreamReader) -> None:
+        while chunk := await reader.read(64 * 1024):
+            self.capture.feed(chunk)
+
+    def close_write(self) -> None:
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+    def close(self) -> None:
+        self.close_write()
+        if self.task is not None:
+            self.task.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+
+def base_env() -> dict[str, str]:
+    """The part of the exporter's environment a command inherits."""
+    env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+    env.setdefault("PATH", os.defpath)
+    return env
+
+
+async def probe(spec: CommandSpec, ctx: ProbeContext) -> Measurement:
+    """Run the command to its end; a non-zero exit code fails the gate."""
+    argv = list(spec.argv) if spec.argv is not None else ["/bin/sh", "-c", spec.shell or ""]
+    cwd = spec.cwd or ctx.base_dir or os.getcwd()
+    if not os.path.isdir(cwd):
+        raise ProbeError(f"cwd {cwd}: no such directory")
+    stdout, stderr = _Pipe(_Capture(HEAD_TAIL, HEAD_TAIL)), _Pipe(_Capture(0, STDERR_TAIL))
+    try:
+        await stdout.open()
+        await stderr.open()
+        start = time.perf_counter()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=stdout.write_fd, stderr=stderr.write_fd,
+                cwd=cwd, env=base_env() | dict(spec.env), start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise ProbeError(f"command not found: {argv[0]}") from None
+        except PermissionError:
+            raise ProbeError(f"{argv[0]}: permission denied") from None
+        except OSError as exc:
+            raise ProbeError(f"{argv[0]}: {exc.strerror or exc}") from None
+        finally:
+            # Only the child may hold the write ends, so EOF means every writer is gone.
+            stdout.close_write()
+            stderr.close_write()
+        try:
+            code = await proc.wait()
+            duration = time.perf_counter() - start
+        finally:
+            await _kill_group(proc)
+        tasks = [t for t in (stdout.task, stderr.task) if t is not None]
+        await asyncio.wait(tasks, timeout=PIPE_GRACE)
+    finally:
+        stdout.close()
+        stderr.close()
+    return _measure(spec, code, duration, stdout.capture.text(), stderr.capture.text())
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL the command's whole process group and reap the leader, even while being cancelled."""
+    try:
+        # The group id is the leader's pid; the kernel does not hand that id to a new process
+        # while any member of the group lives, and the leader was reaped only just now if at all.
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if proc.returncode is None:
+        # Shielded: if we are cancelled again meanwhile, the wait still reaps the leader.
+        await asyncio.shield(proc.wait())
+
+
+def _measure(spec: CommandSpec, code: int, duration: float, out: str, err: str) -> Measurement:
+    values = {"exit_code": float(code), "duration": duration, "value": float(code)}
+    last_err = next((line.strip() for line in reversed(err.splitlines()) if line.strip()), "")
+    if spec.shell is not None and code in (126, 127):
+        reason = "command not found" if code == 127 else "command not executable"
+        raise ProbeError(f"{reason} (exit {code}){': ' + last_err[:200] if last_err else ''}")
+    match = re.search(spec.value_regex, out) if spec.value_regex else None
+    if code != 0:
+        if match:
+            try:
+                values["value"] = _number(match)
+            except ProbeError:
+                pass  # the exit code already says what went wrong
+        if code < 0:
+            message = f"killed by {_signal_name(-code)}"
+        else:
+            message = f"exit code {code}"
+        return Measurement(values, ok=False, message=f"{message}: {last_err[:200]}" if last_err else message)
+    if spec.value_regex:
+        if not match:
+            raise ProbeError(f"value_regex {spec.value_regex!r} did not match the output")
+        values["value"] = _number(match)
+    return Measurement(values)
+
+
+def _number(match: re.Match[str]) -> float:
+    group = 1 if match.re.groups else 0
+    text = match[group]
+    if text is None:
+        raise ProbeError("value_regex matched but its first group captured nothing")
+    # `(\d+)%` means a percentage as much as `(\d+%)` does: both divide by 100.
+    percent_follows = match.string[match.end(group):match.end(group) + 1] == "%"
+    text = text.strip()
+    scale = 0.01 if percent_follows else 1.0
+    if text.endswith("%"):
+        text, scale = text[:-1].strip(), 0.01
+    try:
+        return float(text) * scale
+    except ValueError:
+        raise ProbeError(f"value_regex captured {text[:40]!r}, not a number") from None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+KIND = ProbeKind("command", CommandSpec, probe, ("value", "exit_code", "duration"), timeout_outcome="fail",
+                 doc="A command exits 0 (and prints a value).")

@@ -1,13 +1,226 @@
-"""PLACEHOLDER being written now."""
+"""`http` gates: one request; measures status, response time and optionally a value from the body.
+
+Every probe uses a fresh connection (the connector is built with `force_close=True`), as
+blackbox_exporter does: a pooled keep-alive connection would hide a server that no longer
+accepts new connections, and response_time would leave out connection setup. A session handed
+in by the scheduler (`ctx.session`) must be built by `new_session` for the same reason.
+
+response_time runs from the start of the request until the whole body has been read. The body
+is read to the end but at most MAX_BODY bytes are kept: json_path on a larger body is an error,
+body_regex sees only the kept prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
 from dataclasses import dataclass
-from exporter.probes.base import Measurement, ProbeKind
-from exporter.schema import opt
+from typing import Any
+
+import aiohttp
+
+from exporter import __version__, jsonpath
+from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
+from exporter.probes.net import client_context, describe_os_error, describe_ssl_error
+from exporter.schema import FilePath, Regex, Url, opt
+
+MAX_BODY = 4 * 1024 * 1024
+USER_AGENT = f"qualitygate-exporter/{__version__}"
+_STATUS_RE = re.compile(r"^[1-5](?:\d\d|xx)$")
+_METHOD_RE = re.compile(r"^[A-Z]+$")
+
+
+def _check_status_codes(codes: tuple[str, ...]) -> None:
+    if not codes:
+        raise ValueError("must list at least one status code")
+    for code in codes:
+        if not _STATUS_RE.match(code):
+            raise ValueError(f"invalid status code {code!r} (want e.g. 200 or 2xx)")
+
+
+def _check_method(method: str) -> None:
+    if not _METHOD_RE.match(method):
+        raise ValueError(f"invalid HTTP method {method!r} (want e.g. GET, HEAD, POST)")
+
 
 @dataclass(frozen=True)
-class Spec:
-    x: str = opt(None)
+class TLSSpec:
+    """TLS options of an `http` gate."""
 
-async def probe(spec, ctx):
-    raise NotImplementedError
+    ca_file: FilePath | None = opt(None, doc="PEM file of the CA(s) that sign the server's certificate.")
+    insecure_skip_verify: bool = opt(False, doc="Do not verify the server's certificate (testing only).")
 
-KIND = ProbeKind("http", Spec, probe, ("value",))
+
+@dataclass(frozen=True)
+class BasicAuthSpec:
+    """HTTP basic authentication; the password is read from a file at every probe."""
+
+    username: str = opt(required=True, doc="User name.")
+    password_file: FilePath = opt(required=True, doc="File holding the password (a trailing newline is ignored).")
+
+
+@dataclass(frozen=True)
+class HTTPSpec:
+    """Options of an `http` gate."""
+
+    url: Url = opt(required=True, doc="The URL to request (http:// or https://).")
+    method: str = opt("GET", doc="HTTP method.", check=_check_method)
+    headers: dict[str, str] = opt(default_factory=dict, doc="Extra request headers.")
+    body: str | None = opt(None, doc="Request body.")
+    valid_status_codes: list[str] = opt(("2xx",), doc="Accepted statuses: codes (200) and classes (2xx).",
+                                        check=_check_status_codes)
+    follow_redirects: bool = opt(True, doc="Follow redirects (up to 10); the final response is measured.")
+    tls: TLSSpec = opt(default_factory=TLSSpec, doc="TLS options.")
+    basic_auth: BasicAuthSpec | None = opt(None, doc="HTTP basic authentication.")
+    bearer_token_file: FilePath | None = opt(None, doc="File holding a bearer token (a trailing newline is ignored).")
+    json_path: str | None = opt(None, doc="Path of a number in the JSON body, e.g. $.checks[0].ratio: the value.",
+                                check=jsonpath.check)
+    body_regex: Regex | None = opt(None, doc="Must match the body; its first capture group, if any, is the value.")
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Cross-field checks."""
+        out = []
+        if self.basic_auth and self.bearer_token_file:
+            out.append(("bearer_token_file", "use either basic_auth or bearer_token_file, not both"))
+        if self.json_path and self.body_regex:
+            out.append(("body_regex", "use either json_path or body_regex, not both"))
+        return out
+
+
+def new_session(insecure: bool = False) -> aiohttp.ClientSession:
+    """A client session for probes: a fresh connection per request, no cookies kept."""
+    connector = aiohttp.TCPConnector(force_close=True, limit=0, ssl=False if insecure else True)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+
+def read_secret(path: str) -> str:
+    """A secret file's content without its trailing newline; ProbeError if it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().rstrip("\r\n")
+    except FileNotFoundError:
+        raise ProbeError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProbeError(f"{path}: cannot read secret ({getattr(exc, 'strerror', None) or 'not UTF-8'})") from None
+
+
+def status_valid(status: int, codes: tuple[str, ...] | list[str]) -> bool:
+    """Whether a status matches one of the codes (`200`) or classes (`2xx`)."""
+    text = str(status)
+    return any(text == c or (c.endswith("xx") and text[0] == c[0]) for c in codes)
+
+
+async def probe(spec: HTTPSpec, ctx: ProbeContext) -> Measurement:
+    """Make the request; a refused connection, an invalid status or a non-matching body fails."""
+    headers = dict(spec.headers)
+    auth = None
+    if spec.basic_auth:
+        auth = aiohttp.BasicAuth(spec.basic_auth.username, read_secret(spec.basic_auth.password_file))
+    if spec.bearer_token_file:
+        headers["Authorization"] = f"Bearer {read_secret(spec.bearer_token_file)}"
+    if not any(k.lower() == "user-agent" for k in headers):
+        headers["User-Agent"] = USER_AGENT
+    ssl_arg: Any = True  # the session's own default
+    if spec.tls.ca_file:
+        ssl_arg = client_context(spec.tls.ca_file, spec.tls.insecure_skip_verify)
+    elif spec.tls.insecure_skip_verify:
+        ssl_arg = False
+    owned = ctx.session is None
+    session = new_session(spec.tls.insecure_skip_verify) if ctx.session is None else ctx.session(spec.tls.insecure_skip_verify)
+    try:
+        start = time.perf_counter()
+        try:
+            async with session.request(
+                spec.method, spec.url, headers=headers, data=spec.body, auth=auth, ssl=ssl_arg,
+                allow_redirects=spec.follow_redirects, timeout=aiohttp.ClientTimeout(total=ctx.timeout),
+            ) as resp:
+                body, truncated = await _read_body(resp)
+                status = resp.status
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            return Measurement({}, ok=False, message=f"timeout after {ctx.timeout:g}s")
+        except aiohttp.ClientError as exc:
+            return Measurement({}, ok=False, message=_describe(exc))
+        elapsed = time.perf_counter() - start
+    finally:
+        if owned:
+            await session.close()
+
+    values = {"status": float(status), "response_time": elapsed, "value": elapsed}
+    if not status_valid(status, spec.valid_status_codes):
+        return Measurement(values, ok=False, message=f"status {status}, expected {' or '.join(spec.valid_status_codes)}")
+    if spec.json_path:
+        values["value"] = _json_value(body, truncated, spec.json_path)
+    elif spec.body_regex:
+        m = re.search(spec.body_regex, body.decode("utf-8", "replace"))
+        if not m:
+            return Measurement(values, ok=False, message="body does not match body_regex")
+        if m.re.groups:
+            values["value"] = _capture_number(m[1], "body_regex")
+    return Measurement(values)
+
+
+async def _read_body(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """The body's first MAX_BODY bytes, reading (and dropping) the rest; whether it was cut."""
+    kept = bytearray()
+    truncated = False
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        room = MAX_BODY - len(kept)
+        if len(chunk) > room:
+            truncated = True
+        if room > 0:
+            kept += chunk[:room]
+    return bytes(kept), truncated
+
+
+def _json_value(body: bytes, truncated: bool, path: str) -> float:
+    if truncated:
+        raise ProbeError(f"body larger than {MAX_BODY // (1024 * 1024)} MiB, json_path not evaluated")
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise ProbeError("body is not valid JSON") from None
+    try:
+        return jsonpath.number(doc, path)
+    except KeyError as exc:
+        raise ProbeError(f"json_path {path}: {exc.args[0]} not found in body") from None
+    except ValueError as exc:
+        raise ProbeError(f"json_path {exc}") from None
+
+
+def _capture_number(text: str | None, what: str) -> float:
+    if text is None:
+        raise ProbeError(f"{what} matched but its first group captured nothing")
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise ProbeError(f"{what} captured {text[:40]!r}, not a number") from None
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    """A short reason for a failed request (never the request's headers: they may hold secrets)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return describe_ssl_error(exc.certificate_error)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve host {exc.host}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return describe_os_error(exc.os_error)
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return "too many redirects"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected without a response"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "response body incomplete"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"invalid response: {exc.message}"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "invalid URL in redirect"
+    if isinstance(exc, aiohttp.ClientOSError):
+        return describe_os_error(exc)
+    return str(exc) or type(exc).__name__
+
+
+KIND = ProbeKind(
+    "http", HTTPSpec, probe, ("value", "status", "response_time"),
+    timeout_outcome="fail", doc="An HTTP(S) endpoint answers with a valid status (and body).",
+)

@@ -1,13 +1,36 @@
-"""PLACEHOLDER being written now."""
+"""`manual` gates: a person attests a value; the gate passes while the attestation is fresh."""
+
+from __future__ import annotations
+
+import time
 from dataclasses import dataclass
-from exporter.probes.base import Measurement, ProbeKind
-from exporter.schema import opt
+
+from exporter.durations import format_duration
+from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
+from exporter.schema import Duration, opt
+
 
 @dataclass(frozen=True)
-class Spec:
-    x: str = opt(None)
+class ManualSpec:
+    """Options of a `manual` gate."""
 
-async def probe(spec, ctx):
-    raise NotImplementedError
+    max_age: Duration = opt(required=True, doc="How long an attestation stays valid.")
 
-KIND = ProbeKind("manual", Spec, probe, ("value",))
+
+async def probe(spec: ManualSpec, ctx: ProbeContext) -> Measurement:
+    """Read the newest attestation; none, or one older than max_age, is a fail."""
+    if ctx.history is None:
+        raise ProbeError("no attestation store available")
+    att = ctx.history.latest_attestation(ctx.gate_id)
+    if att is None:
+        return Measurement({}, ok=False, message="no attestation yet (qualitygate attest)")
+    now = ctx.now() if ctx.now else time.time()
+    age = max(0.0, now - att.at)
+    values = {"value": float(att.value), "age": age}
+    if age > spec.max_age:
+        return Measurement(values, ok=False,
+                           message=f"attestation is {format_duration(int(age))} old, max_age {format_duration(spec.max_age)}")
+    return Measurement(values, message=f"attested by {att.by}" if getattr(att, "by", "") else "")
+
+
+KIND = ProbeKind("manual", ManualSpec, probe, ("value", "age"), doc="A person's attestation, valid for max_age.")

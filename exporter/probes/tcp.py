@@ -1,13 +1,63 @@
-"""PLACEHOLDER being written now."""
+"""`tcp` gates: a TCP connection (optionally with a TLS handshake) opens; measures connect_time.
+
+With `tls: true` the server's certificate is verified against the system CAs (or the bundle
+named by SSL_CERT_FILE / SSL_CERT_DIR) and the host name; connect_time then includes the
+handshake. The connection is closed right after it opened: nothing is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
 from dataclasses import dataclass
-from exporter.probes.base import Measurement, ProbeKind
+
+from exporter.probes.base import Measurement, ProbeContext, ProbeKind
+from exporter.probes.net import client_context, describe_os_error
 from exporter.schema import opt
 
+
+def split_address(address: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` -> (host, port); ValueError if malformed."""
+    host, sep, port_text = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"invalid address {address!r} (write IPv6 addresses as [::1]:port)")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"invalid address {address!r} (want host:port)")
+    return host, int(port_text)
+
+
+def _check_address(address: str) -> None:
+    split_address(address)
+
+
 @dataclass(frozen=True)
-class Spec:
-    x: str = opt(None)
+class TCPSpec:
+    """Options of a `tcp` gate."""
 
-async def probe(spec, ctx):
-    raise NotImplementedError
+    address: str = opt(required=True, doc="host:port (IPv6: [::1]:port).", check=_check_address)
+    tls: bool = opt(False, doc="Also complete a TLS handshake, verifying the certificate and host name.")
 
-KIND = ProbeKind("tcp", Spec, probe, ("value",))
+
+async def probe(spec: TCPSpec, ctx: ProbeContext) -> Measurement:
+    """Open the connection and close it again; a refused or failed connection fails the gate."""
+    host, port = split_address(spec.address)
+    context = client_context() if spec.tls else None
+    start = time.perf_counter()
+    try:
+        _, writer = await asyncio.open_connection(host, port, ssl=context, server_hostname=host if spec.tls else None)
+    except (ssl.SSLError, OSError) as exc:
+        return Measurement({}, ok=False, message=describe_os_error(exc))
+    elapsed = time.perf_counter() - start
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), 1.0)
+    except (OSError, TimeoutError, ssl.SSLError):
+        pass  # the connection was made: how it ends is not what this gate measures
+    return Measurement({"value": elapsed, "connect_time": elapsed})
+
+
+KIND = ProbeKind("tcp", TCPSpec, probe, ("value", "connect_time"), timeout_outcome="fail",
+                 doc="A TCP (or TLS) port accepts connections.")

@@ -1,13 +1,33 @@
-"""PLACEHOLDER being written now."""
+"""`uptime` gates: the fraction of another gate's evaluations in a window that passed."""
+
+from __future__ import annotations
+
+import time
 from dataclasses import dataclass
-from exporter.probes.base import Measurement, ProbeKind
-from exporter.schema import opt
+
+from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
+from exporter.schema import Duration, opt
+
 
 @dataclass(frozen=True)
-class Spec:
-    x: str = opt(None)
+class UptimeSpec:
+    """Options of an `uptime` gate."""
 
-async def probe(spec, ctx):
-    raise NotImplementedError
+    gate: str = opt(required=True, doc="Id of the gate whose evaluations are counted.")
+    window: Duration | None = opt(None, doc="Window to count over (default: the tracker's uptime_window).")
 
-KIND = ProbeKind("uptime", Spec, probe, ("value",))
+
+async def probe(spec: UptimeSpec, ctx: ProbeContext) -> Measurement:
+    """Count-weighted, as Gatus does: passed evaluations / all evaluations in the window."""
+    if ctx.history is None:
+        raise ProbeError("no evaluation history available (uptime gates need `serve` or --storage.path)")
+    now = ctx.now() if ctx.now else time.time()
+    window = spec.window if spec.window is not None else ctx.uptime_window
+    passed, total = ctx.history.pass_ratio(spec.gate, window, now)
+    if total == 0:
+        raise ProbeError(f"no evaluations of {spec.gate} in the window yet")
+    return Measurement({"value": passed / total})
+
+
+KIND = ProbeKind("uptime", UptimeSpec, probe, ("value",), needs_expect=True,
+                 doc="Share of another gate's evaluations that passed over a window.")

@@ -1,0 +1,142 @@
+"""Pieces every quality-gate dashboard shares: datasource, variables, selectors, status encoding."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import common, dashboard, prometheus
+from grafana_foundation_sdk.models import common as common_model
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models import prometheus as prom_model
+
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
+
+UID_OVERVIEW = "qualitygate-overview"
+UID_GATE_DETAIL = "qualitygate-gate-detail"
+UID_EXPORTER = "qualitygate-exporter"
+
+TAGS = ["qualitygate"]
+
+# Label matchers for the dashboard variables; phase and tier default to "All" (regex .*).
+TRACKER = 'tracker="$tracker"'
+GATES = 'tracker="$tracker", phase=~"$phase", tier=~"$tier"'
+GATE = 'tracker="$tracker", gate="$gate"'
+
+PASS, FAIL, ERROR = 1, 0, 2
+STATUS_MAPPINGS: list[model.ValueMapping] = [
+    model.ValueMap(
+        options={
+            str(FAIL): model.ValueMappingResult(text="FAIL", color="red", index=0),
+            str(PASS): model.ValueMappingResult(text="PASS", color="green", index=1),
+            str(ERROR): model.ValueMappingResult(text="ERROR", color="orange", index=2),
+        }
+    )
+]
+
+
+def status_expr(selector: str) -> str:
+    """PromQL for a gate's status: 1 PASS, 0 FAIL, 2 ERROR (gate_passed is 0 on error)."""
+    return f"gate_passed{{{selector}}} + 2 * gate_probe_error{{{selector}}}"
+
+
+def query(expr: str, legend: str = "__auto", ref: str = "A", *, instant: bool = False, table: bool = False) -> prometheus.Dataquery:
+    """A Prometheus target on the dashboard's datasource variable."""
+    target = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(DATASOURCE).legend_format(legend)
+    if instant:
+        target = target.instant()
+    else:
+        target = target.range()
+    if table:
+        target = target.format(prom_model.PromQueryFormat.TABLE)
+    return target
+
+
+def thresholds(base: str, *steps: tuple[float, str]) -> dashboard.ThresholdsConfig:
+    """Absolute thresholds: `base` colour below the first step, then each (value, colour)."""
+    levels = [model.Threshold(value=None, color=base)] + [model.Threshold(value=v, color=c) for v, c in steps]
+    return dashboard.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(levels)
+
+
+def override(**properties: object) -> list[model.DynamicConfigValue]:
+    """Field-override properties from keyword arguments (dots spelled as double underscores)."""
+    return [model.DynamicConfigValue(id_val=key.replace("__", "."), value=value) for key, value in properties.items()]
+
+
+def rename(columns: dict[str, str], hide: list[str], order: list[str]) -> model.DataTransformerConfig:
+    """An `organize` transformation: rename, hide and order table columns."""
+    return model.DataTransformerConfig(
+        id_val="organize",
+        options={
+            "renameByName": columns,
+            "excludeByName": {name: True for name in hide},
+            "indexByName": {name: i for i, name in enumerate(order)},
+        },
+    )
+
+
+MERGE = model.DataTransformerConfig(id_val="merge", options={})
+
+
+def variables(*, gate: bool = False, instance: bool = False) -> list[dashboard.QueryVariable | dashboard.DatasourceVariable]:
+    """The datasource, tracker, phase and tier variables, plus `gate` or `instance` when asked."""
+    found: list[dashboard.QueryVariable | dashboard.DatasourceVariable] = [
+        dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"),
+        _query_variable("tracker", "Tracker", "label_values(tracker_completion_ratio, tracker)"),
+        _query_variable("phase", "Phase", f"label_values(gate_info{{{TRACKER}}}, phase)", every=True),
+        _query_variable("tier", "Tier", f"label_values(gate_info{{{TRACKER}}}, tier)", every=True),
+    ]
+    if gate:
+        found.append(_query_variable("gate", "Gate", f"label_values(gate_info{{{GATES}}}, gate)"))
+    if instance:
+        found.append(
+            _query_variable("instance", "Exporter", f"label_values(tracker_completion_ratio{{{TRACKER}}}, instance)", every=True, regex_all=False)
+        )
+    return found
+
+
+def _query_variable(name: str, label: str, expr: str, *, every: bool = False, regex_all: bool = True) -> dashboard.QueryVariable:
+    variable = (
+        dashboard.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query(expr)
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+    )
+    if every:
+        variable = variable.include_all(True).multi(True)
+        if regex_all:
+            variable = variable.all_value(".*")
+    return variable
+
+
+def link_to(uid: str, title: str, tooltip: str) -> dashboard.DashboardLink:
+    """A dashboard-level link that keeps the time range and the variables."""
+    return (
+        dashboard.DashboardLink(title)
+        .type(model.DashboardLinkType.LINK)
+        .url(f"/d/{uid}")
+        .tooltip(tooltip)
+        .icon("dashboard")
+        .include_vars(True)
+        .keep_time(True)
+    )
+
+
+def base(title: str, uid: str, description: str) -> dashboard.Dashboard:
+    """A dashboard with the shared settings: tags, time range, refresh, tooltips."""
+    return (
+        dashboard.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(TAGS)
+        .time("now-6h", "now")
+        .refresh("1m")
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .timezone("browser")
+        .editable()
+    )
+
+
+LEGEND_TABLE = common.VizLegendOptions().display_mode(common_model.LegendDisplayMode.TABLE).placement(common_model.LegendPlacement.BOTTOM).show_legend(True)
+LEGEND_LIST = common.VizLegendOptions().display_mode(common_model.LegendDisplayMode.LIST).placement(common_model.LegendPlacement.BOTTOM).show_legend(True)
+STACKED = common.StackingConfig().mode(common_model.StackingMode.NORMAL)
+LAST = common.ReduceDataOptions().calcs(["lastNotNull"]).values(False)

@@ -1,0 +1,287 @@
+"""Quality gates / Overview: which gates hold and which do not, at a glance."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import bargauge, common, dashboard, stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.models import common as common_model
+from grafana_foundation_sdk.models import dashboard as model
+
+from qgdash.common import (
+    DATASOURCE,
+    GATES,
+    LAST,
+    LEGEND_LIST,
+    MERGE,
+    STATUS_MAPPINGS,
+    TRACKER,
+    UID_EXPORTER,
+    UID_GATE_DETAIL,
+    UID_OVERVIEW,
+    base,
+    link_to,
+    override,
+    query,
+    rename,
+    status_expr,
+    thresholds,
+    variables,
+)
+
+GATE_LABELS = "tracker, phase, step, gate, tier"
+CRITICAL = 'tracker="$tracker", phase=~"$phase", tier="critical"'
+BLOCKING = GATES + ', tier=~"critical|important"'
+
+# Completion from gate counts, not from the per-exporter ratio gauges: sums stay right when the
+# gates of one tracker are spread over several exporter instances (sharding).
+OVERALL = f'sum(tracker_gates{{{TRACKER}, status="pass"}}) / sum(tracker_gates{{{TRACKER}}})'
+PER_PHASE = (
+    f"(sum by (phase) (gate_passed{{{GATES}}}) or 0 * count by (phase) (gate_info{{{GATES}}}))"
+    f" / count by (phase) (gate_info{{{GATES}}})"
+)
+
+DETAIL_URL = (
+    f"/d/{UID_GATE_DETAIL}?var-datasource=${{datasource}}&var-tracker=${{tracker}}"
+    "&var-phase=${__data.fields.phase}&var-tier=${__data.fields.tier}&var-gate=${__data.fields.gate}"
+    "&${__url_time_range}"
+)
+
+
+def build() -> dashboard.Dashboard:
+    """The overview dashboard."""
+    board = base(
+        "Quality gates / Overview",
+        UID_OVERVIEW,
+        "Every quality gate of a tracker: completion, failing and erroring gates, blockers and history.",
+    )
+    for variable in variables():
+        board = board.with_variable(variable)
+    board = board.link(link_to(UID_GATE_DETAIL, "Gate detail", "One gate's value, threshold and history"))
+    board = board.link(link_to(UID_EXPORTER, "Exporter", "The exporter's own health"))
+    for panel in panels():
+        board = board.with_panel(panel)
+    return board
+
+
+def panels() -> list[object]:
+    """The overview's panels, top to bottom."""
+    return [
+        _completion_stat(),
+        _failing_critical_stat(),
+        _probe_errors_stat(),
+        _phase_bars(),
+        _completion_over_time(),
+        _gate_table(),
+        _blockers_table(),
+        _status_timeline(),
+    ]
+
+
+def _completion_stat() -> stat.Panel:
+    return (
+        stat.Panel()
+        .id(1)
+        .title("Overall completion")
+        .description("Fraction of all the tracker's gates that pass now (pending gates count as not passing).")
+        .datasource(DATASOURCE)
+        .with_target(query(OVERALL, "completion"))
+        .unit("percentunit")
+        .min(0)
+        .max(1)
+        .decimals(1)
+        .thresholds(thresholds("red", (0.5, "orange"), (1, "green")))
+        .reduce_options(LAST)
+        .graph_mode(common_model.BigValueGraphMode.AREA)
+        .color_mode(common_model.BigValueColorMode.VALUE)
+        .height(5)
+        .span(8)
+    )
+
+
+def _failing_critical_stat() -> stat.Panel:
+    failing = f"count({status_expr(CRITICAL)} == 0) or vector(0)"
+    return (
+        stat.Panel()
+        .id(2)
+        .title("Failing critical gates")
+        .description(
+            "Critical gates whose last evaluation measured a value that misses its expectation "
+            "(probe errors are counted separately). Red when above zero."
+        )
+        .datasource(DATASOURCE)
+        .with_target(query(failing, "failing"))
+        .unit("none")
+        .decimals(0)
+        .thresholds(thresholds("green", (1, "red")))
+        .reduce_options(LAST)
+        .graph_mode(common_model.BigValueGraphMode.NONE)
+        .color_mode(common_model.BigValueColorMode.BACKGROUND)
+        .height(5)
+        .span(8)
+    )
+
+
+def _probe_errors_stat() -> stat.Panel:
+    return (
+        stat.Panel()
+        .id(3)
+        .title("Probe errors")
+        .description(
+            "Gates whose last evaluation could not measure anything (file missing, Prometheus "
+            "unreachable, command not found...). An error is not a failure: the probe itself is broken."
+        )
+        .datasource(DATASOURCE)
+        .with_target(query(f"count(gate_probe_error{{{GATES}}} == 1) or vector(0)", "errors"))
+        .unit("none")
+        .decimals(0)
+        .thresholds(thresholds("green", (1, "orange")))
+        .reduce_options(LAST)
+        .graph_mode(common_model.BigValueGraphMode.NONE)
+        .color_mode(common_model.BigValueColorMode.BACKGROUND)
+        .height(5)
+        .span(8)
+    )
+
+
+def _phase_bars() -> bargauge.Panel:
+    return (
+        bargauge.Panel()
+        .id(4)
+        .title("Completion per phase")
+        .description("Fraction of each phase's gates (of the selected tiers) that pass now.")
+        .datasource(DATASOURCE)
+        .with_target(query(PER_PHASE, "{{phase}}", instant=True))
+        .unit("percentunit")
+        .min(0)
+        .max(1)
+        .decimals(0)
+        .thresholds(thresholds("red", (0.5, "orange"), (1, "green")))
+        .reduce_options(LAST)
+        .display_mode(common_model.BarGaugeDisplayMode.GRADIENT)
+        .orientation(common_model.VizOrientation.HORIZONTAL)
+        .show_unfilled(True)
+        .height(9)
+        .span(8)
+    )
+
+
+def _completion_over_time() -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .id(5)
+        .title("Completion over time")
+        .description("Overall completion and each phase's completion over the time range.")
+        .datasource(DATASOURCE)
+        .with_target(query(OVERALL, "overall", "A"))
+        .with_target(query(PER_PHASE, "{{phase}}", "B"))
+        .unit("percentunit")
+        .min(0)
+        .max(1)
+        .line_interpolation(common_model.LineInterpolation.STEP_AFTER)
+        .fill_opacity(10)
+        .legend(LEGEND_LIST)
+        .override_by_name("overall", override(custom__lineWidth=3, color={"mode": "fixed", "fixedColor": "green"}))
+        .height(9)
+        .span(16)
+    )
+
+
+def _gate_table() -> table.Panel:
+    return (
+        table.Panel()
+        .id(6)
+        .title("Gates")
+        .description(
+            "Every gate with its status (PASS, FAIL or ERROR), its primary measured value and the threshold "
+            "of its first condition, in base units (seconds, ratios 0..1, bytes). Click a gate for its detail."
+        )
+        .datasource(DATASOURCE)
+        .with_target(query(f"max by ({GATE_LABELS}, title, team) (gate_info{{{GATES}}})", ref="A", instant=True, table=True))
+        .with_target(query(f"max by ({GATE_LABELS}) ({status_expr(GATES)})", ref="B", instant=True, table=True))
+        .with_target(query(f"max by ({GATE_LABELS}) (gate_value{{{GATES}}})", ref="C", instant=True, table=True))
+        .with_target(query(f"max by ({GATE_LABELS}) (gate_threshold{{{GATES}}})", ref="D", instant=True, table=True))
+        .with_transformation(MERGE)
+        .with_transformation(
+            rename(
+                {"title": "Title", "team": "Team", "Value #B": "Status", "Value #C": "Value", "Value #D": "Threshold"},
+                hide=["Time", "tracker", "Value #A"],
+                order=["phase", "step", "gate", "Title", "tier", "Status", "Value", "Threshold", "Team"],
+            )
+        )
+        .unit("short")
+        .override_by_name(
+            "Status",
+            override(mappings=STATUS_MAPPINGS, custom__cellOptions={"type": "color-background"}, custom__width=90),
+        )
+        .override_by_name(
+            "gate",
+            override(links=[{"title": "Gate detail", "url": DETAIL_URL}]),
+        )
+        .sort_by([_sort("Status")])
+        .height(12)
+        .span(24)
+    )
+
+
+def _blockers_table() -> table.Panel:
+    stuck = f"on (tracker, phase, step, gate) (gate_passed{{{BLOCKING}}} == 0)"
+    return (
+        table.Panel()
+        .id(7)
+        .title("Blockers")
+        .description(
+            "Critical and important gates that fail or cannot be measured now, with when they last passed. "
+            "Empty when nothing blocks."
+        )
+        .datasource(DATASOURCE)
+        .with_target(query(f"max by ({GATE_LABELS}) ({status_expr(BLOCKING)}) != 1", ref="A", instant=True, table=True))
+        .with_target(query(f"max by ({GATE_LABELS}, title) (gate_info{{{BLOCKING}}}) and {stuck}", ref="B", instant=True, table=True))
+        .with_target(
+            query(
+                f"max by ({GATE_LABELS}) (gate_last_pass_timestamp_seconds{{{BLOCKING}}} > 0) * 1000 and {stuck}",
+                ref="C",
+                instant=True,
+                table=True,
+            )
+        )
+        .with_transformation(MERGE)
+        .with_transformation(
+            rename(
+                {"title": "Title", "Value #A": "Status", "Value #C": "Last pass"},
+                hide=["Time", "tracker", "Value #B"],
+                order=["tier", "phase", "step", "gate", "Title", "Status", "Last pass"],
+            )
+        )
+        .unit("short")
+        .no_value("No blockers")
+        .override_by_name("Status", override(mappings=STATUS_MAPPINGS, custom__cellOptions={"type": "color-background"}))
+        .override_by_name("Last pass", override(unit="dateTimeFromNow"))
+        .override_by_name("gate", override(links=[{"title": "Gate detail", "url": DETAIL_URL}]))
+        .sort_by([_sort("tier")])
+        .height(8)
+        .span(24)
+    )
+
+
+def _status_timeline() -> statetimeline.Panel:
+    return (
+        statetimeline.Panel()
+        .id(8)
+        .title("Gate status over time")
+        .description("Every gate's status over the time range: green PASS, red FAIL, orange ERROR; gaps are pending or absent.")
+        .datasource(DATASOURCE)
+        .with_target(query(status_expr(GATES), "{{phase}} / {{gate}}"))
+        .mappings(STATUS_MAPPINGS)
+        .thresholds(thresholds("red", (1, "green"), (2, "orange")))
+        .color_scheme(dashboard.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
+        .show_value(common_model.VisibilityMode.NEVER)
+        .merge_values(True)
+        .row_height(0.8)
+        .fill_opacity(80)
+        .legend(LEGEND_LIST)
+        .height(14)
+        .span(24)
+    )
+
+
+def _sort(column: str) -> common.TableSortByFieldState:
+    return common.TableSortByFieldState().display_name(column).desc(False)

@@ -1,0 +1,121 @@
+"""`qualitygate check`: evaluate the selected gates once, concurrently, and report for CI."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import aiohttp
+
+from exporter.config import Config, Gate
+from exporter.durations import format_duration
+from exporter.evaluate import evaluate
+from exporter.expect import format_number
+from exporter.model import PASS, Result
+from exporter.probes import ProbeContext
+from exporter.state import State
+from exporter.status import progress_status
+
+DEFAULT_TIERS = ("critical", "important")
+# Gates that read history are evaluated after the others, so they see this run's results too.
+_SECOND_PASS = ("uptime", "manual")
+
+
+@dataclass
+class CheckRun:
+    """The outcome of one check run over one tracker."""
+
+    config: Config  # restricted to the selected gates
+    state: State
+    results: list[Result]
+
+    @property
+    def ok(self) -> bool:
+        """Every selected gate passed."""
+        return all(r.outcome == PASS for r in self.results)
+
+    def status(self) -> dict[str, Any]:
+        """The same document as /api/progress/status, for the selected gates."""
+        return progress_status(self.config, self.state)
+
+
+def select(config: Config, tiers: tuple[str, ...], gate_ids: tuple[str, ...]) -> Config:
+    """The config restricted to gates of the tiers (or named by id); empty steps and phases dropped."""
+    def keep(g: Gate) -> bool:
+        return g.id in gate_ids if gate_ids else g.tier in tiers
+
+    phases = []
+    for p in config.phases:
+        steps = tuple(dataclasses.replace(s, gates=tuple(g for g in s.gates if keep(g))) for s in p.steps)
+        steps = tuple(s for s in steps if s.gates)
+        if steps:
+            phases.append(dataclasses.replace(p, steps=steps))
+    gates = tuple(g for p in phases for s in p.steps for g in s.gates)
+    return dataclasses.replace(config, phases=tuple(phases), gates=gates)
+
+
+async def run_check(config: Config, concurrency: int = 32, history: Any = None) -> CheckRun:
+    """Evaluate every gate of the config once."""
+    state = State()
+    sem = asyncio.Semaphore(concurrency)
+    base_dir = os.path.dirname(os.path.abspath(config.source))
+    sessions: dict[bool, aiohttp.ClientSession] = {}
+
+    def session(insecure: bool) -> aiohttp.ClientSession:
+        if insecure not in sessions:
+            sessions[insecure] = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True, limit=concurrency, ssl=False if insecure else True))
+        return sessions[insecure]
+
+    async def one(gate: Gate) -> Result:
+        ctx = ProbeContext(gate_id=gate.id, timeout=gate.timeout, session=session,
+                           prometheus_url=config.prometheus_url, history=history or None,
+                           uptime_window=config.uptime_window, base_dir=base_dir)
+        async with sem:
+            result = await evaluate(gate, ctx)
+        state.record(result)
+        return result
+
+    try:
+        first = [g for g in config.gates if g.kind not in _SECOND_PASS]
+        second = [g for g in config.gates if g.kind in _SECOND_PASS]
+        results = list(await asyncio.gather(*(one(g) for g in first)))
+        results += await asyncio.gather(*(one(g) for g in second))
+    finally:
+        for s in sessions.values():
+            await s.close()
+    order = {g.id: i for i, g in enumerate(config.gates)}
+    results.sort(key=lambda r: order[r.gate])
+    return CheckRun(config, state, results)
+
+
+def describe(gate: Gate, result: Result) -> str:
+    """Measured value against the expectation, in the gate's own words."""
+    parts = []
+    if result.value is not None:
+        parts.append(f"value={format_number(result.value)}")
+    if gate.expect:
+        parts.append("expect " + " and ".join(gate.expect_text))
+    return " ".join(parts)
+
+
+def print_run(run: CheckRun, out: TextIO, color: bool = False) -> None:
+    """One line per gate (status, id, value vs expectation, duration), then a summary."""
+    paint = {"pass": "\033[32m", "fail": "\033[31m", "error": "\033[33m"} if color else {}
+    reset = "\033[0m" if color else ""
+    width = max((len(g.id) for g in run.config.gates), default=10)
+    for result in run.results:
+        gate = run.config.gate(result.gate)
+        assert gate is not None
+        word = f"{paint.get(result.outcome, '')}{result.outcome.upper():<5}{reset}"
+        ms = f"{result.duration * 1000:.0f}ms" if result.duration < 10 else format_duration(round(result.duration))
+        detail = describe(gate, result)
+        msg = f"  ({result.message})" if result.message and result.outcome != PASS else ""
+        out.write(f"{word} {gate.tier:<11} {gate.id:<{width}}  {detail}{msg}  [{ms}]\n")
+    counts = {o: sum(r.outcome == o for r in run.results) for o in ("pass", "fail", "error")}
+    total = len(run.results)
+    out.write(f"\n{run.config.tracker}: {counts['pass']}/{total} gates passed, {counts['fail']} failed, "
+              f"{counts['error']} errors\n")

@@ -1,0 +1,231 @@
+"""The `qualitygate` command: serve, check, validate (and the tracker, attest, schema commands)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any, Sequence
+
+from exporter import __version__
+from exporter.log import kv
+from exporter.log import setup as setup_logging
+from exporter.schema import ConfigError
+
+DEFAULT_PORT = 9916
+DEFAULT_LISTEN = f":{DEFAULT_PORT}"
+EXIT_OK, EXIT_FAILING, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("qualitygate")
+
+
+class UsageError(Exception):
+    """Bad flags or arguments: exit 2 with a one-line message."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qualitygate", description="Quality gates as live Prometheus metrics.")
+    parser.add_argument("--version", action="version", version=f"qualitygate-exporter {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    serve = sub.add_parser("serve", help="run the exporter")
+    serve.add_argument("--config.file", dest="config_files", action="append", required=True, metavar="FILE",
+                       help="tracker config (YAML); repeatable")
+    serve.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                       help=f"address to listen on (default {DEFAULT_LISTEN})")
+    serve.add_argument("--web.config.file", dest="web_config", metavar="FILE",
+                       help="exporter-toolkit web config: TLS and basic auth")
+    serve.add_argument("--web.enable-lifecycle", dest="lifecycle", action="store_true",
+                       help="enable POST /-/reload")
+    serve.add_argument("--storage.path", dest="storage", metavar="FILE", default=None,
+                       help="SQLite state file (default ./data/qualitygate.db)")
+    serve.add_argument("--scheduler.max-concurrency", dest="concurrency", type=int, default=128, metavar="N",
+                       help="evaluations running at once (default 128)")
+    _log_flags(serve)
+
+    check = sub.add_parser("check", help="evaluate gates once and exit 0 (all pass), 1 (some fail) or 2")
+    check.add_argument("--config.file", dest="config_files", action="append", required=True, metavar="FILE")
+    check.add_argument("--tier", dest="tiers", default=None, metavar="TIER[,TIER]",
+                       help="tiers to check (default critical,important)")
+    check.add_argument("--gate", dest="gates", action="append", default=[], metavar="ID", help="check only this gate")
+    check.add_argument("--junit-xml", dest="junit", metavar="OUT")
+    check.add_argument("--markdown", dest="markdown", metavar="OUT")
+    check.add_argument("--json", dest="json", metavar="OUT")
+    check.add_argument("--storage.path", dest="storage", metavar="FILE", default=None,
+                       help="read history and attestations from this state file (uptime and manual gates)")
+    check.add_argument("--concurrency", type=int, default=32, metavar="N")
+    _log_flags(check)
+
+    validate = sub.add_parser("validate", help="check config files and exit 0 or 2")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    return parser
+
+
+def _log_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
+    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+
+
+def parse_listen(address: str) -> tuple[str | None, int]:
+    """HOST:PORT (HOST may be empty for every interface, or [v6])."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"invalid --web.listen-address {address!r} (want HOST:PORT)")
+    host = host.strip("[]")
+    return (host or None), int(port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"qualitygate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Load each file; print every issue as FILE:LINE: key: message."""
+    from exporter.runtime import load_configs
+
+    configs = load_configs(list(args.files))
+    for c in configs:
+        print(f"{c.source}: ok ({len(c.phases)} phases, {len(c.steps)} steps, {len(c.gates)} gates)")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Evaluate once and report."""
+    from exporter.check import DEFAULT_TIERS, print_run, run_check, select
+    from exporter.config import TIERS
+    from exporter.runtime import load_configs
+
+    setup_logging(args.log_level, args.log_format)
+    tiers = tuple(t.strip() for t in args.tiers.split(",")) if args.tiers else DEFAULT_TIERS
+    bad = [t for t in tiers if t not in TIERS]
+    if bad:
+        raise UsageError(f"unknown tier {bad[0]!r} (one of {', '.join(TIERS)})")
+    configs = load_configs(args.config_files)
+    known = {g.id for c in configs for g in c.gates}
+    unknown = [g for g in args.gates if g not in known]
+    if unknown:
+        raise UsageError(f"unknown gate {unknown[0]!r}")
+    store = _open_store(args.storage, read_only=True) if args.storage else None
+    ok = True
+    runs = []
+    for config in configs:
+        chosen = select(config, tiers, tuple(args.gates))
+        history = store.history(config.tracker, None) if store else None
+        run = asyncio.run(run_check(chosen, args.concurrency, history))
+        print_run(run, sys.stdout, color=sys.stdout.isatty())
+        ok &= run.ok
+        runs.append(run)
+    if args.junit or args.markdown or args.json:
+        _write_reports(runs, args)
+    return EXIT_OK if ok else EXIT_FAILING
+
+
+def _write_reports(runs: list[Any], args: argparse.Namespace) -> None:
+    from exporter.reports import write_reports
+
+    status = runs[0].status() if len(runs) == 1 else {"trackers": [r.status() for r in runs]}
+    write_reports(status, junit_path=args.junit, markdown_path=args.markdown, json_path=args.json)
+
+
+def _open_store(path: str, read_only: bool = False) -> Any:
+    from exporter.storage import open_store
+
+    return open_store(path, read_only=read_only)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the exporter until SIGTERM/SIGINT; SIGHUP reloads."""
+    from exporter.runtime import load_configs
+
+    setup_logging(args.log_level, args.log_format)
+    host, port = parse_listen(args.listen)
+    configs = load_configs(args.config_files)
+    if args.concurrency < 1:
+        raise UsageError("--scheduler.max-concurrency must be at least 1")
+    web_options = _web_options(args)
+    return asyncio.run(_serve(args, configs, host, port, web_options))
+
+
+def _web_options(args: argparse.Namespace) -> dict[str, Any]:
+    """TLS context and auth middleware from --web.config.file (exit 2 on a bad file)."""
+    if not args.web_config:
+        return {"ssl": None, "middlewares": []}
+    from exporter.webconfig import load_web_config
+
+    wc = load_web_config(args.web_config)
+    return {"ssl": wc.ssl_context(), "middlewares": wc.middlewares()}
+
+
+async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None, port: int,
+                 web_options: dict[str, Any]) -> int:
+    from aiohttp import web
+
+    from exporter.runtime import Runtime
+    from exporter.web import make_app
+
+    runtime = Runtime(list(args.config_files), max_concurrency=args.concurrency)
+    if getattr(args, "storage", None) is not False:
+        runtime.store = _maybe_store(args)
+    await runtime.start(configs)
+    app = make_app(runtime, lifecycle=args.lifecycle, middlewares=web_options["middlewares"])
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=web_options["ssl"], reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runtime.stop()
+        await runner.cleanup()
+        raise UsageError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
+    log.info("listening", extra=kv(address=args.listen, gates=sum(len(c.gates) for c in configs),
+                                   tls=web_options["ssl"] is not None, version=__version__))
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reloads: set[asyncio.Task[Any]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(runtime.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        await runtime.stop()
+    return EXIT_OK
+
+
+def _maybe_store(args: argparse.Namespace) -> Any:
+    try:
+        import exporter.storage  # noqa: F401
+    except ImportError:
+        return None
+    return _open_store(args.storage or "data/qualitygate.db")
+
+
+COMMANDS = {"serve": cmd_serve, "check": cmd_check, "validate": cmd_validate}

@@ -1,0 +1,195 @@
+"""The running exporter: current config, per-tracker state, scheduler and exposition, and reloads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import aiohttp
+
+from exporter.config import Config, Gate, load_config
+from exporter.exposition import Exposition, build_info_lines, simple
+from exporter.log import kv
+from exporter.model import Result
+from exporter.probes import ProbeContext
+from exporter.scheduler import Scheduler
+from exporter.schema import ConfigError
+from exporter.state import State
+
+log = logging.getLogger("qualitygate")
+
+
+def load_configs(paths: list[str]) -> list[Config]:
+    """Load every config file; raise one ConfigError with all issues of all files."""
+    configs, issues = [], []
+    for path in paths:
+        try:
+            configs.append(load_config(path))
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    if issues:
+        raise ConfigError(issues)
+    return configs
+
+
+@dataclass
+class Runtime:
+    """Everything `serve` runs; the web app and signal handlers act on it."""
+
+    config_paths: list[str]
+    max_concurrency: int = 128
+    trackers: dict[str, Config] = field(default_factory=dict)
+    states: dict[str, State] = field(default_factory=dict)
+    reload_ok: bool = True
+    reload_ok_at: float = 0.0
+    store: Any = None  # exporter.storage.Store when --storage.path is in use
+    gate_filter: Callable[[Gate], bool] | None = None  # sharding: which gates this process evaluates
+
+    def __post_init__(self) -> None:
+        self.exposition = Exposition(extra=self._self_metrics)
+        self.scheduler: Scheduler | None = None
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._reload_lock = asyncio.Lock()
+
+    # --- start / stop ---------------------------------------------------------------------
+
+    async def start(self, configs: list[Config]) -> None:
+        """Apply the first config and start the scheduler."""
+        self.scheduler = Scheduler(self._make_ctx, self._on_result, self.max_concurrency)
+        self.apply(configs)
+        self.reload_ok, self.reload_ok_at = True, time.time()
+        self._task = asyncio.create_task(self.scheduler.run(), name="scheduler")
+
+    async def stop(self) -> None:
+        """Cancel in-flight probes (their children are killed), close sessions and storage."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+        if self.store is not None:
+            await self.store.close()
+
+    @property
+    def ready(self) -> bool:
+        """Config loaded and every gate dispatched once."""
+        return self.scheduler is not None and self.scheduler.ready
+
+    # --- config ---------------------------------------------------------------------------
+
+    def apply(self, configs: list[Config]) -> None:
+        """Switch to these configs, keeping the state of gates that remain."""
+        new = {c.tracker: c for c in configs}
+        for name in list(self.states):
+            if name not in new:
+                del self.states[name]
+        for name, config in new.items():
+            state = self.states.get(name)
+            if state is None:
+                state = self.states[name] = State()
+                if self.store is not None:
+                    self.store.restore(name, state)
+            state.retain(g.id for g in config.gates)
+        self.trackers = new
+        self.exposition.set_trackers([(c, self.states[n]) for n, c in new.items()])
+        assert self.scheduler is not None
+        self.scheduler.set_gates(g for c in configs for g in c.gates if self._evaluates(g))
+
+    def _evaluates(self, gate: Gate) -> bool:
+        return self.gate_filter is None or self.gate_filter(gate)
+
+    async def reload(self) -> list[str]:
+        """Reload the config files; on error keep the old config and return the errors."""
+        async with self._reload_lock:
+            try:
+                configs = await asyncio.to_thread(load_configs, self.config_paths)
+            except ConfigError as exc:
+                self.reload_ok = False
+                errors = [str(i) for i in exc.issues]
+                log.error("config reload failed; keeping the running config",
+                          extra=kv(errors=len(errors), first=errors[0] if errors else ""))
+                return errors
+            self.apply(configs)
+            self.reload_ok, self.reload_ok_at = True, time.time()
+            log.info("config reloaded", extra=kv(trackers=len(configs), gates=sum(len(c.gates) for c in configs)))
+            return []
+
+    # --- evaluation -----------------------------------------------------------------------
+
+    def _session(self, insecure: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get(insecure)
+        if session is None or session.closed:
+            ctx: ssl.SSLContext | bool = False if insecure else True
+            # A fresh connection per probe: reusing one would hide a server that accepts no new ones.
+            connector = aiohttp.TCPConnector(force_close=True, limit=self.max_concurrency, ssl=ctx)
+            session = self._sessions[insecure] = aiohttp.ClientSession(connector=connector)
+        return session
+
+    def _make_ctx(self, gate: Gate) -> ProbeContext:
+        config = self.trackers[gate.tracker]
+        return ProbeContext(
+            gate_id=gate.id,
+            timeout=gate.timeout,
+            session=self._session,
+            prometheus_url=config.prometheus_url,
+            history=self.history(gate.tracker),
+            uptime_window=config.uptime_window,
+            base_dir=_dirname(config.source),
+        )
+
+    def history(self, tracker: str) -> Any:
+        """What uptime and manual gates read: the store when there is one, else memory."""
+        if self.store is not None:
+            return self.store.history(tracker, self.states[tracker])
+        return self.states[tracker]
+
+    def _on_result(self, gate: Gate, result: Result) -> None:
+        state = self.states.get(gate.tracker)
+        config = self.trackers.get(gate.tracker)
+        if state is None or config is None:
+            return
+        previous = state.get(gate.id).status
+        st = state.record(result)
+        self.exposition.update(gate, st, config.uptime_window)
+        if self.store is not None:
+            self.store.record(gate.tracker, result)
+        if result.outcome != previous:
+            level = logging.INFO if result.passed or previous == "pending" else logging.WARNING
+            log.log(level, "gate status changed", extra=kv(tracker=gate.tracker, gate=gate.id, tier=gate.tier,
+                                                           **{"from": previous, "to": result.outcome},
+                                                           message=result.message))
+
+    # --- self metrics ---------------------------------------------------------------------
+
+    def _self_metrics(self, om: bool) -> list[str]:
+        s = self.scheduler
+        out = build_info_lines(om)
+        out += simple("qualitygate_config_last_reload_successful", "gauge",
+                      "1 if the last config (re)load succeeded.", 1.0 if self.reload_ok else 0.0, om)
+        out += simple("qualitygate_config_last_reload_success_timestamp_seconds", "gauge",
+                      "When the config was last loaded successfully (Unix time).", self.reload_ok_at, om)
+        if s is not None:
+            out += simple("qualitygate_scheduler_lag_seconds", "gauge",
+                          "p99 of schedule lag (evaluation start minus due time) over the last minute.",
+                          s.lag_quantile(0.99), om)
+            out += simple("qualitygate_evaluations_skipped_total", "counter",
+                          "Evaluations not started because the previous one was still running or the "
+                          "scheduler fell behind.", s.skipped, om)
+            out += simple("qualitygate_evaluations_in_flight", "gauge", "Evaluations running now.", s.in_flight, om)
+        out += simple("qualitygate_scrape_duration_seconds", "gauge",
+                      "How long rendering the previous /metrics answer took.", self.exposition.last_render_seconds, om)
+        if self.store is not None:
+            out += self.store.metric_lines(om)
+        return out
+
+
+def _dirname(path: str) -> str:
+    import os
+
+    return os.path.dirname(os.path.abspath(path))

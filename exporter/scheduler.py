@@ -1,0 +1,160 @@
+"""Runs every gate on its own interval: one timer heap, a global concurrency limit, per-gate timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import logging
+import time
+import zlib
+from typing import Callable, Iterable
+
+from exporter.config import Gate
+from exporter.evaluate import evaluate
+from exporter.model import Result
+from exporter.probes import ProbeContext
+
+log = logging.getLogger("qualitygate.scheduler")
+
+FIRST_RUN_SPREAD = 5.0  # seconds over which first evaluations are spread after start or reload
+LAG_WINDOW = 60.0  # seconds of schedule-lag samples kept for the lag gauge
+
+
+class Scheduler:
+    """Dispatches due gates from a heap; a slow gate never delays another's schedule."""
+
+    def __init__(self, make_ctx: Callable[[Gate], ProbeContext], on_result: Callable[[Gate, Result], None],
+                 max_concurrency: int = 128, clock: Callable[[], float] = time.monotonic):
+        self._make_ctx = make_ctx
+        self._on_result = on_result
+        self._clock = clock
+        self._sem = asyncio.Semaphore(max_concurrency)
+        self._heap: list[tuple[float, int, tuple[str, str], int]] = []
+        self._gates: dict[tuple[str, str], Gate] = {}
+        self._generation: dict[tuple[str, str], int] = {}
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._dispatched: set[tuple[str, str]] = set()
+        self._wake = asyncio.Event()
+        self._seq = 0
+        self._lags: collections.deque[tuple[float, float]] = collections.deque()
+        self.skipped = 0  # evaluations not started because the previous one was still running
+        self.started = 0
+
+    # --- configuration ---------------------------------------------------------------------
+
+    def set_gates(self, gates: Iterable[Gate]) -> None:
+        """Schedule these gates: unchanged ones keep their timing, new or changed ones start soon."""
+        new = {(g.tracker, g.id): g for g in gates}
+        now = self._clock()
+        for gid in list(self._gates):
+            if gid not in new:
+                self._drop(gid)
+        for gid, gate in new.items():
+            old = self._gates.get(gid)
+            if old == gate:
+                continue
+            if old is not None:
+                self._drop(gid)
+            self._gates[gid] = gate
+            gen = self._generation[gid] = self._generation.get(gid, 0) + 1
+            # A stable offset per gate spreads first runs without randomness in tests.
+            offset = (zlib.crc32(f"{gid[0]}/{gid[1]}".encode()) % 1000) / 1000 * min(gate.interval, FIRST_RUN_SPREAD)
+            self._push(now + offset, gid, gen)
+        self._wake.set()
+
+    def _drop(self, gid: tuple[str, str]) -> None:
+        self._gates.pop(gid, None)
+        self._generation[gid] = self._generation.get(gid, 0) + 1
+        self._dispatched.discard(gid)
+        task = self._running.pop(gid, None)
+        if task:
+            task.cancel()
+
+    def _push(self, due: float, gid: tuple[str, str], gen: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, gid, gen))
+
+    @property
+    def ready(self) -> bool:
+        """Every configured gate has had its first evaluation started."""
+        return self._dispatched.issuperset(self._gates)
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Dispatch due gates until cancelled."""
+        try:
+            while True:
+                if not self._heap:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                due, _, gid, gen = self._heap[0]
+                delay = due - self._clock()
+                if delay > 0:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+                heapq.heappop(self._heap)
+                if self._generation.get(gid) != gen:
+                    continue  # removed or rescheduled since this entry was pushed
+                gate = self._gates[gid]
+                now = self._clock()
+                nxt = due + gate.interval
+                if nxt <= now:  # we fell behind by whole intervals: skip them, keep the phase
+                    missed = int((now - nxt) // gate.interval) + 1
+                    self.skipped += missed
+                    nxt += missed * gate.interval
+                self._push(nxt, gid, gen)
+                if gid in self._running:
+                    self.skipped += 1
+                    continue
+                self._dispatched.add(gid)
+                self._running[gid] = asyncio.create_task(self._evaluate(gid, gate, due), name=f"gate:{gid[0]}/{gid[1]}")
+        finally:
+            await self.stop()
+
+    async def _evaluate(self, gid: tuple[str, str], gate: Gate, due: float) -> None:
+        try:
+            async with self._sem:
+                now = self._clock()
+                self._lags.append((now, now - due))
+                self.started += 1
+                result = await evaluate(gate, self._make_ctx(gate))
+            if self._gates.get(gid) is gate:
+                self._on_result(gate, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a bug in recording must not kill the scheduler
+            log.exception("recording a result failed", extra={"kv": {"gate": gate.id}})
+        finally:
+            if self._running.get(gid) is asyncio.current_task():
+                del self._running[gid]
+
+    async def stop(self) -> None:
+        """Cancel every in-flight evaluation and wait for them (probes clean up on cancel)."""
+        tasks = list(self._running.values())
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._running.clear()
+
+    def lag_quantile(self, q: float = 0.99) -> float:
+        """The q-quantile of schedule lag (start minus due time) over the last minute."""
+        cutoff = self._clock() - LAG_WINDOW
+        while self._lags and self._lags[0][0] < cutoff:
+            self._lags.popleft()
+        if not self._lags:
+            return 0.0
+        values = sorted(lag for _, lag in self._lags)
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+    @property
+    def in_flight(self) -> int:
+        """Evaluations running now."""
+        return len(self._running)

@@ -1,0 +1,94 @@
+"""The `/api/progress/status` document: the JSON shape the user's own tracker asked for."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+from exporter.config import TIERS, Config, Gate
+from exporter.model import ERROR, FAIL, PASS, PENDING
+from exporter.state import GateState, State
+
+BLOCKING_TIERS = ("critical", "important")
+
+
+def rfc3339(ts: float | None) -> str | None:
+    """Unix time -> RFC 3339 in UTC (None stays None)."""
+    if ts is None:
+        return None
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def progress_word(passed: int, total: int) -> str:
+    """complete | in_progress | not_started for a group of gates."""
+    if total and passed == total:
+        return "complete"
+    return "in_progress" if passed else "not_started"
+
+
+def gate_json(gate: Gate, st: GateState | None) -> dict[str, Any]:
+    """One gate's entry in the status document and in /api/gates."""
+    r = st.result if st else None
+    return {
+        "id": gate.id,
+        "phase": gate.phase,
+        "step": gate.step,
+        "title": gate.title,
+        "tier": gate.tier,
+        "kind": gate.kind,
+        "status": st.status if st else PENDING,
+        "value": r.value if r else None,
+        "measurements": dict(r.measurements) if r else {},
+        "expect": gate.expect_text,
+        "last_evaluation": rfc3339(r.started) if r else None,
+        "last_pass": rfc3339(st.last_pass) if st else None,
+        "duration_seconds": r.duration if r else None,
+        "message": r.message if r else "",
+    }
+
+
+def progress_status(config: Config, state: State, now: float | None = None) -> dict[str, Any]:
+    """Build the whole status document for one tracker."""
+    now = time.time() if now is None else now
+    tiers = {t: {"passed": 0, "failed": 0, "error": 0, "pending": 0, "total": 0} for t in TIERS}
+    word = {PASS: "passed", FAIL: "failed", ERROR: "error", PENDING: "pending"}
+    gates, phases, steps, blockers = [], [], [], []
+    all_pass = all_total = 0
+    for phase in config.phases:
+        p_pass = p_total = 0
+        for step in phase.steps:
+            s_pass = 0
+            for g in step.gates:
+                st = state.gates.get(g.id)
+                entry = gate_json(g, st)
+                gates.append(entry)
+                status = entry["status"]
+                tiers[g.tier][word[status]] += 1
+                tiers[g.tier]["total"] += 1
+                s_pass += status == PASS
+                if g.tier in BLOCKING_TIERS and status in (FAIL, ERROR):
+                    blockers.append({"gate": g.id, "phase": g.phase, "step": g.step, "title": g.title, "tier": g.tier,
+                                     "status": status, "message": entry["message"],
+                                     "since": rfc3339(st.since if st else None)})
+            n = len(step.gates)
+            steps.append({"id": step.id, "phase": phase.id, "title": step.title, "team": step.team,
+                          "completion": s_pass / n if n else 0.0, "status": progress_word(s_pass, n),
+                          "gates": n})
+            p_pass += s_pass
+            p_total += n
+        phases.append({"id": phase.id, "title": phase.title, "completion": p_pass / p_total if p_total else 0.0,
+                       "status": progress_word(p_pass, p_total), "gates": p_total})
+        all_pass += p_pass
+        all_total += p_total
+    return {
+        "tracker": config.tracker,
+        "title": config.title,
+        "generated_at": rfc3339(now),
+        "overall_completion": all_pass / all_total if all_total else 0.0,
+        "phase_status": phases,
+        "step_completion": steps,
+        "quality_gates": tiers,
+        "gates": gates,
+        "blockers": blockers,
+    }

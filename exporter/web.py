@@ -1,0 +1,138 @@
+"""The HTTP server: /metrics, health, reload, the JSON API."""
+
+from __future__ import annotations
+
+import gzip
+import html
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from exporter.runtime import Runtime
+from exporter.state import HISTORY
+from exporter.status import gate_json, progress_status
+
+log = logging.getLogger("qualitygate.web")
+
+RUNTIME = web.AppKey("runtime", Runtime)
+LIFECYCLE = web.AppKey("lifecycle", bool)
+MAX_BODY = 64 * 1024  # request bodies are small JSON documents (attestations)
+
+
+def make_app(runtime: Runtime, *, lifecycle: bool = False, middlewares: list[Any] | None = None) -> web.Application:
+    """Build the aiohttp application around a runtime."""
+    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares or [])
+    app[RUNTIME] = runtime
+    app[LIFECYCLE] = lifecycle
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_route("POST", "/-/reload", reload)
+    app.router.add_route("PUT", "/-/reload", reload)
+    app.router.add_get("/api/progress/status", progress)
+    app.router.add_get("/api/gates", gates)
+    app.router.add_get("/api/gates/{id}", gate_detail)
+    app.router.add_get("/", index)
+    return app
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text, or OpenMetrics when the Accept header asks for it; gzip when accepted."""
+    runtime = request.app[RUNTIME]
+    openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
+    body = runtime.exposition.render(openmetrics)
+    headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE}
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        body = gzip.compress(body, compresslevel=1)
+        headers["Content-Encoding"] = "gzip"
+    headers["Vary"] = "Accept, Accept-Encoding"
+    return web.Response(body=body, headers=headers)
+
+
+async def healthy(request: web.Request) -> web.Response:
+    """200 while the process runs."""
+    return web.Response(text="Healthy.\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    """200 once the config is loaded and every gate has been scheduled once."""
+    if request.app[RUNTIME].ready:
+        return web.Response(text="Ready.\n")
+    return web.Response(status=503, text="Not ready: gates are still being scheduled.\n")
+
+
+async def reload(request: web.Request) -> web.Response:
+    """Reload the config (only with --web.enable-lifecycle)."""
+    if not request.app[LIFECYCLE]:
+        return web.Response(status=403, text="Lifecycle API is not enabled (--web.enable-lifecycle).\n")
+    errors = await request.app[RUNTIME].reload()
+    if errors:
+        return web.Response(status=500, text="failed to reload config:\n" + "\n".join(errors) + "\n")
+    return web.Response(text="Reloaded.\n")
+
+
+def _tracker(request: web.Request) -> tuple[Any, Any]:
+    runtime = request.app[RUNTIME]
+    name = request.query.get("tracker")
+    if name is None and len(runtime.trackers) == 1:
+        name = next(iter(runtime.trackers))
+    if name is None:
+        return None, None
+    config = runtime.trackers.get(name)
+    if config is None:
+        raise web.HTTPNotFound(text=f"unknown tracker {name!r}\n")
+    return config, runtime.states[name]
+
+
+async def progress(request: web.Request) -> web.Response:
+    """The tracker's progress document; with several trackers and no ?tracker=, their list."""
+    config, state = _tracker(request)
+    if config is None:
+        runtime = request.app[RUNTIME]
+        items = []
+        for name, cfg in runtime.trackers.items():
+            doc = progress_status(cfg, runtime.states[name])
+            items.append({"tracker": name, "title": cfg.title, "overall_completion": doc["overall_completion"],
+                          "url": f"/api/progress/status?tracker={name}"})
+        return web.json_response({"trackers": items})
+    return web.json_response(progress_status(config, state))
+
+
+async def gates(request: web.Request) -> web.Response:
+    """Every gate's current outcome."""
+    config, state = _tracker(request)
+    if config is None:
+        raise web.HTTPBadRequest(text="several trackers are loaded: add ?tracker=NAME\n")
+    return web.json_response({"tracker": config.tracker,
+                              "gates": [gate_json(g, state.gates.get(g.id)) for g in config.gates]})
+
+
+async def gate_detail(request: web.Request) -> web.Response:
+    """One gate with its recent evaluations."""
+    config, state = _tracker(request)
+    if config is None:
+        raise web.HTTPBadRequest(text="several trackers are loaded: add ?tracker=NAME\n")
+    gate = config.gate(request.match_info["id"])
+    if gate is None:
+        raise web.HTTPNotFound(text="unknown gate\n")
+    st = state.gates.get(gate.id)
+    doc = gate_json(gate, st)
+    doc["tracker"] = config.tracker
+    doc["interval_seconds"] = gate.interval
+    doc["timeout_seconds"] = gate.timeout
+    doc["counts"] = dict(st.counts) if st else {}
+    doc["history"] = [r.to_json() for r in reversed(st.history)] if st else []
+    doc["history_limit"] = HISTORY
+    return web.json_response(doc)
+
+
+async def index(request: web.Request) -> web.Response:
+    """A minimal landing page, as Prometheus exporters have."""
+    runtime = request.app[RUNTIME]
+    names = "".join(f"<li>{html.escape(c.title)} ({html.escape(n)})</li>" for n, c in runtime.trackers.items())
+    return web.Response(content_type="text/html", text=(
+        "<!doctype html><html><head><title>qualitygate-exporter</title></head><body>"
+        "<h1>qualitygate-exporter</h1><ul>" + names + "</ul>"
+        '<p><a href="/metrics">Metrics</a> · <a href="/api/progress/status">Status (JSON)</a></p></body></html>'))
