@@ -25,10 +25,12 @@ class Scheduler:
     """Dispatches due gates from a heap; a slow gate never delays another's schedule."""
 
     def __init__(self, make_ctx: Callable[[Gate], ProbeContext], on_result: Callable[[Gate, Result], None],
-                 max_concurrency: int = 128, clock: Callable[[], float] = time.monotonic):
+                 max_concurrency: int = 128, clock: Callable[[], float] = time.monotonic,
+                 first_run_spread: float = FIRST_RUN_SPREAD):
         self._make_ctx = make_ctx
         self._on_result = on_result
         self._clock = clock
+        self._spread = first_run_spread
         self._sem = asyncio.Semaphore(max_concurrency)
         self._heap: list[tuple[float, int, tuple[str, str], int]] = []
         self._gates: dict[tuple[str, str], Gate] = {}
@@ -59,7 +61,7 @@ class Scheduler:
             self._gates[gid] = gate
             gen = self._generation[gid] = self._generation.get(gid, 0) + 1
             # A stable offset per gate spreads first runs without randomness in tests.
-            offset = (zlib.crc32(f"{gid[0]}/{gid[1]}".encode()) % 1000) / 1000 * min(gate.interval, FIRST_RUN_SPREAD)
+            offset = (zlib.crc32(f"{gid[0]}/{gid[1]}".encode()) % 1000) / 1000 * min(gate.interval, self._spread)
             self._push(now + offset, gid, gen)
         self._wake.set()
 

@@ -12,6 +12,7 @@ body_regex sees only the kept prefix.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -114,9 +115,9 @@ def status_valid(status: int, codes: tuple[str, ...] | list[str]) -> bool:
 async def probe(spec: HTTPSpec, ctx: ProbeContext) -> Measurement:
     """Make the request; a refused connection, an invalid status or a non-matching body fails."""
     headers = dict(spec.headers)
-    auth = None
     if spec.basic_auth:
-        auth = aiohttp.BasicAuth(spec.basic_auth.username, read_secret(spec.basic_auth.password_file))
+        pair = f"{spec.basic_auth.username}:{read_secret(spec.basic_auth.password_file)}".encode()
+        headers["Authorization"] = f"Basic {base64.b64encode(pair).decode('ascii')}"
     if spec.bearer_token_file:
         headers["Authorization"] = f"Bearer {read_secret(spec.bearer_token_file)}"
     if not any(k.lower() == "user-agent" for k in headers):
@@ -132,7 +133,7 @@ async def probe(spec: HTTPSpec, ctx: ProbeContext) -> Measurement:
         start = time.perf_counter()
         try:
             async with session.request(
-                spec.method, spec.url, headers=headers, data=spec.body, auth=auth, ssl=ssl_arg,
+                spec.method, spec.url, headers=headers, data=spec.body, ssl=ssl_arg,
                 allow_redirects=spec.follow_redirects, timeout=aiohttp.ClientTimeout(total=ctx.timeout),
             ) as resp:
                 body, truncated = await _read_body(resp)

@@ -21,15 +21,15 @@ GATES = 'tracker="$tracker", phase=~"$phase", tier=~"$tier"'
 GATE = 'tracker="$tracker", gate="$gate"'
 
 PASS, FAIL, ERROR = 1, 0, 2
-STATUS_MAPPINGS: list[model.ValueMapping] = [
-    model.ValueMap(
-        options={
-            str(FAIL): model.ValueMappingResult(text="FAIL", color="red", index=0),
-            str(PASS): model.ValueMappingResult(text="PASS", color="green", index=1),
-            str(ERROR): model.ValueMappingResult(text="ERROR", color="orange", index=2),
-        }
-    )
-]
+
+
+def value_mappings(values: dict[int, tuple[str, str]]) -> list[model.ValueMapping]:
+    """Value mappings from {number: (text, colour)}."""
+    results = {str(k): model.ValueMappingResult(text=t, color=c, index=i) for i, (k, (t, c)) in enumerate(values.items())}
+    return [model.ValueMap(options=results)]
+
+
+STATUS_MAPPINGS = value_mappings({FAIL: ("FAIL", "red"), PASS: ("PASS", "green"), ERROR: ("ERROR", "orange")})
 
 
 def status_expr(selector: str) -> str:
@@ -133,6 +133,7 @@ def base(title: str, uid: str, description: str) -> dashboard.Dashboard:
         .tooltip(model.DashboardCursorSync.CROSSHAIR)
         .timezone("browser")
         .editable()
+        .annotations([])
     )
 
 

@@ -21,6 +21,7 @@ from qgdash.common import (
     query,
     rename,
     thresholds,
+    value_mappings,
     variables,
 )
 
@@ -72,7 +73,7 @@ def _up_stat() -> stat.Panel:
         .description("Whether Prometheus's last scrape of each exporter instance succeeded.")
         .datasource(DATASOURCE)
         .with_target(query(f"up{{{INSTANCE}}}", "{{instance}}"))
-        .mappings(_mapping({"0": ("DOWN", "red"), "1": ("UP", "green")}))
+        .mappings(value_mappings({0: ("DOWN", "red"), 1: ("UP", "green")}))
         .thresholds(thresholds("red", (1, "green")))
         .reduce_options(LAST)
         .graph_mode(common_model.BigValueGraphMode.NONE)
@@ -90,7 +91,7 @@ def _reload_stat() -> stat.Panel:
         .description("Whether the last configuration (re)load succeeded; a rejected config keeps the old one running.")
         .datasource(DATASOURCE)
         .with_target(query(f"qualitygate_config_last_reload_successful{{{INSTANCE}}}", "{{instance}}"))
-        .mappings(_mapping({"0": ("FAILED", "red"), "1": ("OK", "green")}))
+        .mappings(value_mappings({0: ("FAILED", "red"), 1: ("OK", "green")}))
         .thresholds(thresholds("red", (1, "green")))
         .reduce_options(LAST)
         .graph_mode(common_model.BigValueGraphMode.NONE)
@@ -264,8 +265,3 @@ def _open_fds() -> timeseries.Panel:
         .span(8)
     )
 
-
-def _mapping(values: dict[str, tuple[str, str]]) -> list:
-    from grafana_foundation_sdk.models import dashboard as model
-
-    return [model.ValueMap(options={k: model.ValueMappingResult(text=t, color=c, index=i) for i, (k, (t, c)) in enumerate(values.items())})]

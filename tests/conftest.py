@@ -1,0 +1,156 @@
+"""Shared fixtures: free ports, config files, and a real `qualitygate serve` subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTDATA = Path(__file__).resolve().parent / "testdata"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    """Poll until predicate() is truthy; return its value or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """GET a URL; (status, body) for any status."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a YAML config (dedented) into tmp_path and return its path."""
+    def write(text: str, name: str = "gates.yml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+    return write
+
+
+@dataclass
+class Served:
+    """A running `qualitygate serve` subprocess."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    log_path: Path
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str, **kw: object) -> tuple[int, str]:
+        return http_get(self.url + path, **kw)  # type: ignore[arg-type]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+def start_serve(config: Path | list[Path], tmp_path: Path, *extra_args: str, ready: bool = True,
+                env: dict[str, str] | None = None, storage: bool = True) -> Served:
+    """Start a real exporter on a free loopback port and wait until it is healthy (and ready)."""
+    port = free_port()
+    configs = config if isinstance(config, list) else [config]
+    args = [sys.executable, "-m", "exporter", "serve", "--web.listen-address", f"127.0.0.1:{port}"]
+    for c in configs:
+        args += ["--config.file", str(c)]
+    if storage and not any(a.startswith("--storage.path") for a in extra_args):
+        args += ["--storage.path", str(tmp_path / f"state-{port}.db")]
+    args += list(extra_args)
+    log_path = tmp_path / f"serve-{port}.log"
+    log_file = open(log_path, "w")
+    proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT),
+                            env={**os.environ, **(env or {})})
+    served = Served(proc, port, log_path)
+    try:
+        wait_for(lambda: proc.poll() is not None or served.get("/-/healthy", timeout=1)[0] == 200,
+                 timeout=30, what="exporter to start")
+        if proc.poll() is not None:
+            raise AssertionError(f"exporter exited with {proc.returncode}:\n{served.log()}")
+        if ready:
+            wait_for(lambda: served.get("/-/ready", timeout=1)[0] == 200, timeout=30, what="exporter ready")
+    except BaseException:
+        served.stop(signal.SIGKILL)
+        raise
+    return served
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    """Start exporters with start_serve; all are stopped at teardown."""
+    started: list[Served] = []
+
+    def run(config: Path | list[Path], *extra: str, **kw: object) -> Served:
+        s = start_serve(config, tmp_path, *extra, **kw)  # type: ignore[arg-type]
+        started.append(s)
+        return s
+
+    yield run
+    for s in started:
+        with contextlib.suppress(Exception):
+            s.stop()
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Parse Prometheus text exposition into {(name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def sample(metrics: dict, name: str, **labels: str) -> float | None:
+    """The value of the one sample of `name` whose labels include `labels` (None if absent)."""
+    hits = [v for (n, ls), v in metrics.items() if n == name and set(labels.items()) <= ls]
+    assert len(hits) <= 1, f"{len(hits)} samples of {name} match {labels}"
+    return hits[0] if hits else None
