@@ -73,16 +73,17 @@ AUTH_CACHE_SIZE = 1024
 RELOAD_CHECK_INTERVAL = 1.0  # seconds between looks at the certificate files' mtimes
 
 
-def _check_headers(headers: Mapping[str, str]) -> None:
-    for name, value in headers.items():
-        canonical = next((h for h in ALLOWED_HEADERS if h.lower() == name.lower()), None)
-        if canonical is None:
-            raise ValueError(f"header {name!r} cannot be configured (allowed: {', '.join(ALLOWED_HEADERS)})")
-        allowed = ALLOWED_HEADERS[canonical]
-        if allowed is not None and value.lower() not in allowed:
-            raise ValueError(f"invalid value {value!r} for {canonical} (want one of: {', '.join(allowed)})")
-        if _CONTROL_RE.search(value):
-            raise ValueError(f"header {canonical} must not contain control characters")
+def header_problem(name: str, value: str) -> str | None:
+    """Why a response header cannot be configured (exporter-toolkit's list and values), or None."""
+    canonical = next((h for h in ALLOWED_HEADERS if h.lower() == name.lower()), None)
+    if canonical is None:
+        return f"this header cannot be configured (allowed: {', '.join(ALLOWED_HEADERS)})"
+    allowed = ALLOWED_HEADERS[canonical]
+    if allowed is not None and value.lower() not in allowed:
+        return f"invalid value {value!r} (want one of: {', '.join(allowed)})"
+    if _CONTROL_RE.search(value):
+        return "must not contain control characters"
+    return None
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,7 @@ class HTTPServerConfig:
     """`http_server_config`: response headers; `http2` is accepted and ignored (HTTP/1.1 only)."""
 
     http2: bool = opt(True, doc="Accepted for compatibility and ignored: the server speaks HTTP/1.1.")
-    headers: dict[str, str] = opt(default_factory=dict, doc="Security headers added to every response.",
-                                  check=_check_headers)
+    headers: dict[str, str] = opt(default_factory=dict, doc="Security headers added to every response.")
 
 
 @dataclass(frozen=True)
@@ -202,11 +202,11 @@ def parse_web_config(text: str, path: str = "<web-config>", env: Mapping[str, st
 
     _unsupported(reader, root, "", UNSUPPORTED_TOP)
     doc = reader.dataclass(root, WebConfigDoc, "", skip=frozenset(UNSUPPORTED_TOP))
-    if doc is MISSING:
-        raise ConfigError(reader.issues)
-    tls = _read_tls(reader, doc.tls_server_config)
-    users = _read_users(reader, doc.basic_auth_users)
-    http = doc.http_server_config or HTTPServerConfig()
+    # Sections are read from their nodes even when another one is bad: every issue at once.
+    tls = _read_tls(reader, _child(root, "tls_server_config"))
+    users = _read_users(reader, _child(root, "basic_auth_users"))
+    _check_header_lines(reader, _child(_child(root, "http_server_config"), "headers"))
+    http = HTTPServerConfig() if doc is MISSING or doc.http_server_config is None else doc.http_server_config
     if reader.issues:
         raise ConfigError(reader.issues)
     reloading = None
@@ -240,6 +240,16 @@ def _unsupported(reader: Reader, node: yaml.MappingNode, key: str, names: Mappin
     for k, _ in node.value:
         if isinstance(k, yaml.ScalarNode) and k.value in names:
             reader.error(k, f"{key}.{k.value}" if key else k.value, names[k.value])
+
+
+def _check_header_lines(reader: Reader, node: yaml.Node | None) -> None:
+    if not isinstance(node, yaml.MappingNode):
+        return  # a wrong shape is reported by the dataclass reader
+    for k_node, v_node in node.value:
+        if isinstance(k_node, yaml.ScalarNode) and isinstance(v_node, yaml.ScalarNode):
+            problem = header_problem(k_node.value, v_node.value)
+            if problem:
+                reader.error(v_node, f"http_server_config.headers.{k_node.value}", problem)
 
 
 def _read_tls(reader: Reader, node: yaml.Node | None) -> TLSServerConfig | None:

@@ -25,7 +25,19 @@ def compose() -> dict:
         ["docker-compose", "-f", "docker-compose.yml", "config"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    return yaml.safe_load(result.stdout)
+    resolved = yaml.safe_load(result.stdout)
+    for service in resolved["services"].values():
+        service["volumes"] = [_volume(v) for v in service.get("volumes", [])]
+    return resolved
+
+
+def _volume(entry: str | dict) -> dict:
+    """docker-compose 1.29 prints `SOURCE:TARGET:MODE`; later versions print the long syntax."""
+    if isinstance(entry, dict):
+        return {**entry, "read_only": entry.get("read_only", False)}
+    source, target, mode = entry.split(":")
+    kind = "bind" if source.startswith("/") else "volume"
+    return {"type": kind, "source": source, "target": target, "read_only": mode == "ro"}
 
 
 def test_compose_config_is_valid():

@@ -206,7 +206,7 @@ def _measure(spec: CommandSpec, code: int, duration: float, out: str, err: str) 
         return Measurement(values, ok=False, message=f"{message}: {last_err[:200]}" if last_err else message)
     if spec.value_regex:
         if not match:
-            raise ProbeError(f"value_regex {spec.value_regex!r} did not match the output")
+            raise ProbeError(f"value_regex '{spec.value_regex}' did not match the output")
         values["value"] = _number(match)
     return Measurement(values)
 
