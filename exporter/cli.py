@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check config files and exit 0 or 2")
     validate.add_argument("files", nargs="+", metavar="FILE")
+
+    sub.add_parser("schema", help="print the config's JSON Schema (draft 2020-12)")
     return parser
 
 
@@ -102,6 +104,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     configs = load_configs(list(args.files))
     for c in configs:
         print(f"{c.source}: ok ({len(c.phases)} phases, {len(c.steps)} steps, {len(c.gates)} gates)")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema generated from the loader's declarations."""
+    import json
+
+    from exporter.jsonschema import config_schema
+
+    print(json.dumps(config_schema(), indent=2))
     return EXIT_OK
 
 
@@ -228,4 +240,4 @@ def _maybe_store(args: argparse.Namespace) -> Any:
     return _open_store(args.storage or "data/qualitygate.db")
 
 
-COMMANDS = {"serve": cmd_serve, "check": cmd_check, "validate": cmd_validate}
+COMMANDS = {"serve": cmd_serve, "check": cmd_check, "validate": cmd_validate, "schema": cmd_schema}

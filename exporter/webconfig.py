@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import ssl
+import stat
 import threading
 import time
 import types
@@ -195,6 +196,8 @@ def parse_web_config(text: str, path: str = "<web-config>", env: Mapping[str, st
                                  f"invalid YAML: {exc.problem or exc.context}")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Issue(path, 1, "", f"invalid YAML: {exc}")]) from None
+    except RecursionError:
+        raise ConfigError([Issue(path, 1, "", "invalid YAML: nested too deeply")]) from None
     if root is None:
         return WebConfig(path)  # an empty file configures nothing, as in exporter-toolkit
     if not isinstance(root, yaml.MappingNode):
@@ -351,9 +354,11 @@ class _ReloadingTLS:
         else:
             ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
         ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
-        problems = [(name, f"cannot read {path}: {_os_reason(path)}")
-                    for name, path in (("cert_file", tls.cert_file), ("key_file", tls.key_file),
-                                       ("client_ca_file", tls.client_ca_file)) if path and _os_reason(path)]
+        problems = []
+        for name, path in (("cert_file", tls.cert_file), ("key_file", tls.key_file), ("client_ca_file", tls.client_ca_file)):
+            reason = _os_reason(path) if path else None
+            if reason:
+                problems.append((name, f"cannot read {path}: {reason}"))
         if problems:
             return problems
         try:
@@ -401,7 +406,10 @@ class _ReloadingTLS:
 
 
 def _os_reason(path: str) -> str | None:
+    """Why a certificate file cannot be read, or None; a device or FIFO would hang OpenSSL's read."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return "not a regular file"
         with open(path, "rb"):
             return None
     except OSError as exc:

@@ -94,9 +94,9 @@ def _start(args: list[str], port: int, log_path: Path, what: str) -> Process:
     return server
 
 
-def start_prometheus(config: dict, workdir: Path) -> Process:
-    """Run a real `prometheus` with `config` on a free loopback port until it is ready."""
-    port = free_port()
+def start_prometheus(config: dict, workdir: Path, port: int | None = None) -> Process:
+    """Run a real `prometheus` with `config` on a (free) loopback port until it is ready."""
+    port = port or free_port()
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     args = [

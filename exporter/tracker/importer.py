@@ -267,8 +267,6 @@ def _manual(gate: GatePlan, exp: Expectation) -> None:
     if exp.conditions != kept:
         gate.comments.append(f"dropped {[c for c in exp.conditions if c not in kept]}: a manual gate measures "
                              f"only {', '.join(allowed)}")
-    gate.comments.append("manual: passes on an attestation younger than max_age"
-                         + (" that meets expect" if kept else ""))
 
 
 def _apply_probe(gate: GatePlan, command: str, notes: list[Note]) -> None:
@@ -350,9 +348,9 @@ def _flow(value: Any) -> str:
     if isinstance(value, (int, float)):
         return json.dumps(value)
     if isinstance(value, str):
-        return value if re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", value) and value not in ("true", "false", "null",
-                                                                                        "yes", "no", "on", "off") \
-            else _q(value)
+        plain = re.fullmatch(r"[a-z][a-z0-9_-]*", value) and value not in ("true", "false", "null", "yes", "no",
+                                                                             "on", "off", "y", "n")
+        return value if plain else _q(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_flow(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -390,6 +388,10 @@ def _emit(result: ImportResult) -> str:
             out.append("        gates:" if s.gates else "        gates: []")
             for g in s.gates:
                 out += [f"          {_comment(c)}" for c in g.comments]
+                if g.kind == "manual":
+                    value = "V" if g.expect else "1"
+                    out.append(f"          # manual: passes on `qualitygate attest {g.id} --value {value}` younger "
+                               f"than max_age" + (" that meets expect" if g.expect else ""))
                 out += [f"          - id: {g.id}", f"            title: {_q(g.title)}"]
                 if g.description:
                     out.append(f"            description: {_q(g.description)}")
