@@ -209,6 +209,8 @@ def parse_config(text: str, path: str = "<config>", env: dict[str, str] | None =
         raise ConfigError([Issue(path, line, "", f"invalid YAML: {exc.problem or exc.context}")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Issue(path, 1, "", f"invalid YAML: {exc}")]) from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError([Issue(path, 1, "", "invalid YAML: nested too deeply")]) from None
     if root is None:
         raise ConfigError([Issue(path, 1, "", "config is empty")])
     if not isinstance(root, yaml.MappingNode):

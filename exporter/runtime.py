@@ -22,6 +22,8 @@ from exporter.state import State
 
 log = logging.getLogger("qualitygate")
 
+COMPACT_EVERY = 300.0  # seconds between coarsenings of in-memory uptime buckets
+
 
 def load_configs(paths: list[str]) -> list[Config]:
     """Load every config file; raise one ConfigError with all issues of all files."""
@@ -54,6 +56,7 @@ class Runtime:
         self.scheduler: Scheduler | None = None
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._task: asyncio.Task[None] | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
 
     # --- start / stop ---------------------------------------------------------------------
@@ -64,12 +67,14 @@ class Runtime:
         self.apply(configs)
         self.reload_ok, self.reload_ok_at = True, time.time()
         self._task = asyncio.create_task(self.scheduler.run(), name="scheduler")
+        self._housekeeping = asyncio.create_task(self._compact_forever(), name="compact-uptime")
 
     async def stop(self) -> None:
         """Cancel in-flight probes (their children are killed), close sessions and storage."""
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._housekeeping):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
@@ -93,9 +98,14 @@ class Runtime:
             state = self.states.get(name)
             if state is None:
                 state = self.states[name] = State()
-                if self.store is not None:
-                    self.store.restore(name, state)
+            if self.store is not None:
+                # A gate back after a reload that dropped it (a typo) gets its stored history back.
+                missing = [g.id for g in config.gates if g.id not in state.gates]
+                if missing:
+                    self.store.restore(name, state, missing)
             state.retain(g.id for g in config.gates)
+        if self.store is not None:
+            self.store.configured(configs)
         self.trackers = new
         self.exposition.set_trackers([(c, self.states[n]) for n, c in new.items()])
         assert self.scheduler is not None
@@ -119,6 +129,20 @@ class Runtime:
             self.reload_ok, self.reload_ok_at = True, time.time()
             log.info("config reloaded", extra=kv(trackers=len(configs), gates=sum(len(c.gates) for c in configs)))
             return []
+
+    async def _compact_forever(self) -> None:
+        """Coarsen and prune in-memory uptime buckets (as the store does on disk), a slice at a time."""
+        from exporter.storage import retention
+
+        while True:
+            await asyncio.sleep(COMPACT_EVERY)
+            now = time.time()
+            for name, config in list(self.trackers.items()):
+                keep = retention(config)
+                for i, st in enumerate(list(self.states.get(name, State()).gates.values())):
+                    st.compact(now, keep)
+                    if i % 1000 == 999:
+                        await asyncio.sleep(0)  # 10,000 gates must not stall scrapes
 
     # --- evaluation -----------------------------------------------------------------------
 

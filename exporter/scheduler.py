@@ -65,6 +65,16 @@ class Scheduler:
             self._push(now + offset, gid, gen)
         self._wake.set()
 
+    def trigger(self, tracker: str, gate_id: str) -> bool:
+        """Evaluate a gate now (after an attestation); its schedule goes on from now. False if not scheduled."""
+        gid = (tracker, gate_id)
+        if gid not in self._gates:
+            return False
+        gen = self._generation[gid] = self._generation[gid] + 1
+        self._push(self._clock(), gid, gen)
+        self._wake.set()
+        return True
+
     def _drop(self, gid: tuple[str, str]) -> None:
         self._gates.pop(gid, None)
         self._generation[gid] = self._generation.get(gid, 0) + 1
