@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="SQLite state file (default ./data/qualitygate.db)")
     serve.add_argument("--scheduler.max-concurrency", dest="concurrency", type=int, default=128, metavar="N",
                        help="evaluations running at once (default 128)")
+    serve.add_argument("--shard.index", dest="shard_index", type=int, default=None, metavar="I",
+                       help="evaluate only shard I of --shard.count (0-based)")
+    serve.add_argument("--shard.count", dest="shard_count", type=int, default=None, metavar="N",
+                       help="number of shards the gates are spread over")
     _log_flags(serve)
 
     check = sub.add_parser("check", help="evaluate gates once and exit 0 (all pass), 1 (some fail) or 2")
@@ -59,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="read history and attestations from this state file (uptime and manual gates)")
     check.add_argument("--concurrency", type=int, default=32, metavar="N")
     _log_flags(check)
+
+    from exporter.attest import add_arguments as attest_arguments
+
+    attest_arguments(sub.add_parser("attest", help="record an attestation for a manual gate"))
 
     validate = sub.add_parser("validate", help="check config files and exit 0 or 2")
     validate.add_argument("files", nargs="+", metavar="FILE")
@@ -156,9 +164,19 @@ def _write_reports(runs: list[Any], args: argparse.Namespace) -> None:
 
 
 def _open_store(path: str, read_only: bool = False) -> Any:
-    from exporter.storage import open_store
+    from exporter.storage import StorageError, open_store
 
-    return open_store(path, read_only=read_only)
+    try:
+        return open_store(path, read_only=read_only)
+    except StorageError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_attest(args: argparse.Namespace) -> int:
+    """Record an attestation for a manual gate (through a running exporter, or in the state file)."""
+    from exporter.attest import run
+
+    return run(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -170,6 +188,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configs = load_configs(args.config_files)
     if args.concurrency < 1:
         raise UsageError("--scheduler.max-concurrency must be at least 1")
+    if (args.shard_index is None) != (args.shard_count is None):
+        raise UsageError("--shard.index and --shard.count go together")
+    if args.shard_count is not None and not (args.shard_count >= 1 and 0 <= args.shard_index < args.shard_count):
+        raise UsageError(f"--shard.index must be in 0..{args.shard_count - 1} and --shard.count at least 1")
     web_options = _web_options(args)
     return asyncio.run(_serve(args, configs, host, port, web_options))
 
@@ -191,7 +213,8 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
     from exporter.runtime import Runtime
     from exporter.web import make_app
 
-    runtime = Runtime(list(args.config_files), max_concurrency=args.concurrency)
+    shard = (args.shard_index, args.shard_count) if args.shard_count is not None else None
+    runtime = Runtime(list(args.config_files), max_concurrency=args.concurrency, shard=shard)
     if getattr(args, "storage", None) is not False:
         runtime.store = _maybe_store(args)
     await runtime.start(configs)
@@ -233,11 +256,13 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
 
 
 def _maybe_store(args: argparse.Namespace) -> Any:
-    try:
-        import exporter.storage  # noqa: F401
-    except ImportError:
+    from exporter.storage import DEFAULT_PATH
+
+    if args.storage == "":
+        log.info("state kept in memory only (--storage.path ''): restarts forget history, manual gates cannot pass")
         return None
-    return _open_store(args.storage or "data/qualitygate.db")
+    return _open_store(args.storage or DEFAULT_PATH)
 
 
-COMMANDS = {"serve": cmd_serve, "check": cmd_check, "validate": cmd_validate, "schema": cmd_schema}
+COMMANDS = {"serve": cmd_serve, "check": cmd_check, "validate": cmd_validate, "schema": cmd_schema,
+            "attest": cmd_attest}

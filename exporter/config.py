@@ -53,6 +53,8 @@ class GateDoc:
     interval: Duration | None = opt(None, doc="Evaluation interval (default: defaults.interval).")
     timeout: Duration | None = opt(None, doc="Evaluation timeout (default: defaults.timeout).")
     expect: str | list[str] | None = opt(None, doc="Condition(s) that must all hold: '[MEASUREMENT] OP NUMBER[UNIT]'.")
+    shard_key: str | None = opt(None, doc="Gates with the same key are evaluated by the same shard "
+                                          "(default: the gate's step).")
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class Gate:
     team: str
     tracker: str
     description: str = ""
+    shard_key: str = ""
     line: int = field(default=0, compare=False)  # moving a gate in the file does not reschedule it
 
     @property
@@ -155,6 +158,7 @@ class Config:
     phases: tuple[Phase, ...]
     source: str
     gates: tuple[Gate, ...] = field(default=())
+    tracker_line: int = field(default=1, compare=False)
     by_id: dict[str, Gate] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -310,6 +314,7 @@ def _resolve(doc: TrackerDoc, root: yaml.MappingNode, gate_nodes: list[tuple[str
         phases=tuple(phases),
         source=reader.file,
         gates=tuple(gates),
+        tracker_line=_value_node(root, "tracker").start_mark.line + 1,
     )
 
 
@@ -402,5 +407,6 @@ def _read_gate(node: yaml.Node, key: str, reader: Reader, doc: TrackerDoc, phase
         team=team,
         tracker=doc.tracker,
         description=common.description or "",
+        shard_key=common.shard_key or "",
         line=node.start_mark.line + 1,
     )

@@ -50,7 +50,8 @@ def _type_schema(tp: Any) -> dict[str, Any]:
         return {"type": "object", "additionalProperties": _type_schema(typing.get_args(tp)[1])}
     if dataclasses.is_dataclass(tp):
         return dataclass_schema(tp)
-    return {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"},
+    # The loader reads any scalar as a string where a string is wanted (valid_status_codes: [200, 3xx]).
+    return {str: {"type": ["string", "number", "boolean"]}, int: {"type": "integer"}, float: {"type": "number"},
             bool: {"type": "boolean"}}[tp]
 
 

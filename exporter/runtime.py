@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import logging
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
 from exporter.config import Config, Gate, load_config
-from exporter.exposition import Exposition, build_info_lines, simple
+from exporter.exposition import Exposition, Family, build_info_lines, simple
 from exporter.log import kv
 from exporter.model import Result
 from exporter.probes import ProbeContext
 from exporter.scheduler import Scheduler
-from exporter.schema import ConfigError
+from exporter.schema import ConfigError, Issue
+from exporter.sharding import shard_config
 from exporter.state import State
 
 log = logging.getLogger("qualitygate")
@@ -25,14 +27,38 @@ log = logging.getLogger("qualitygate")
 COMPACT_EVERY = 300.0  # seconds between coarsenings of in-memory uptime buckets
 
 
-def load_configs(paths: list[str]) -> list[Config]:
-    """Load every config file; raise one ConfigError with all issues of all files."""
-    configs, issues = [], []
+def config_files(paths: list[str]) -> list[str]:
+    """Expand --config.file arguments: a directory stands for every *.yml / *.yaml in it, sorted."""
+    out: list[str] = []
     for path in paths:
+        if os.path.isdir(path):
+            out += sorted(os.path.join(path, n) for n in os.listdir(path)
+                          if n.endswith((".yml", ".yaml")) and not n.startswith("."))
+        else:
+            out.append(path)
+    return out
+
+
+def load_configs(paths: list[str]) -> list[Config]:
+    """Load every config file (one tracker each); raise one ConfigError with all issues of all files."""
+    configs, issues = [], []
+    seen: dict[str, Config] = {}
+    files = config_files(paths)
+    if not files:
+        raise ConfigError([Issue(paths[0] if paths else "<none>", 1, "", "no *.yml or *.yaml config files found")])
+    for path in files:
         try:
-            configs.append(load_config(path))
+            config = load_config(path)
         except ConfigError as exc:
             issues.extend(exc.issues)
+            continue
+        first = seen.get(config.tracker)
+        if first is not None:
+            issues.append(Issue(path, config.tracker_line, "tracker",
+                                f"duplicate tracker name {config.tracker!r} (also in {first.source}:{first.tracker_line})"))
+            continue
+        seen[config.tracker] = config
+        configs.append(config)
     if issues:
         raise ConfigError(issues)
     return configs
@@ -49,7 +75,7 @@ class Runtime:
     reload_ok: bool = True
     reload_ok_at: float = 0.0
     store: Any = None  # exporter.storage.Store when --storage.path is in use
-    gate_filter: Callable[[Gate], bool] | None = None  # sharding: which gates this process evaluates
+    shard: tuple[int, int] | None = None  # (index, count): this process evaluates and exports only its shard
 
     def __post_init__(self) -> None:
         self.exposition = Exposition(extra=self._self_metrics)
@@ -90,6 +116,8 @@ class Runtime:
 
     def apply(self, configs: list[Config]) -> None:
         """Switch to these configs, keeping the state of gates that remain."""
+        if self.shard is not None:
+            configs = [shard_config(c, *self.shard) for c in configs]
         new = {c.tracker: c for c in configs}
         for name in list(self.states):
             if name not in new:
@@ -109,10 +137,7 @@ class Runtime:
         self.trackers = new
         self.exposition.set_trackers([(c, self.states[n]) for n, c in new.items()])
         assert self.scheduler is not None
-        self.scheduler.set_gates(g for c in configs for g in c.gates if self._evaluates(g))
-
-    def _evaluates(self, gate: Gate) -> bool:
-        return self.gate_filter is None or self.gate_filter(gate)
+        self.scheduler.set_gates(g for c in configs for g in c.gates)
 
     async def reload(self) -> list[str]:
         """Reload the config files; on error keep the old config and return the errors."""
@@ -164,7 +189,7 @@ class Runtime:
             prometheus_url=config.prometheus_url,
             history=self.history(gate.tracker),
             uptime_window=config.uptime_window,
-            base_dir=_dirname(config.source),
+            base_dir=os.path.dirname(os.path.abspath(config.source)),
         )
 
     def history(self, tracker: str) -> Any:
@@ -208,12 +233,10 @@ class Runtime:
             out += simple("qualitygate_evaluations_in_flight", "gauge", "Evaluations running now.", s.in_flight, om)
         out += simple("qualitygate_scrape_duration_seconds", "gauge",
                       "How long rendering the previous /metrics answer took.", self.exposition.last_render_seconds, om)
+        if self.shard is not None:
+            index, count = self.shard
+            out += [Family("qualitygate_shard_info", "gauge", "The shard this exporter evaluates; always 1.").header(om),
+                    f'qualitygate_shard_info{{index="{index}",count="{count}"}} 1.0\n']
         if self.store is not None:
             out += self.store.metric_lines(om)
         return out
-
-
-def _dirname(path: str) -> str:
-    import os
-
-    return os.path.dirname(os.path.abspath(path))

@@ -367,6 +367,11 @@ class Store:
                 self._idle.wait(min(left, 0.1))
         return not self._queue and not self._in_batch
 
+    @property
+    def last_error(self) -> str:
+        """The last storage error, for messages."""
+        return self._last_error
+
     def metric_lines(self, openmetrics: bool) -> list[str]:
         """The storage self-metrics for /metrics."""
         out = simple("qualitygate_storage_up", "gauge",
@@ -457,7 +462,8 @@ class Store:
                     if not self.up:
                         log.info("storage recovered", extra=kv(path=self.path))
                         self.up = True
-                    if time.monotonic() >= next_maintenance:
+                    # Only once configs said how long to keep (a bare `attest` never prunes).
+                    if self._keep and not stopping and time.monotonic() >= next_maintenance:
                         self._put(("maintain", time.time()))
                         next_maintenance = time.monotonic() + MAINTAIN_EVERY
                     writer.refresh_attestations()
@@ -616,9 +622,7 @@ class _Writer:
                        "ON CONFLICT (gid, start) DO UPDATE SET passed = passed + excluded.passed, "
                        "total = total + excluded.total", (size, cut, size))
             db.execute("DELETE FROM buckets WHERE start <= ? AND start % ? != 0", (cut, size))
-        default_keep = max(self.store._keep.values(), default=30 * 86400.0 + RETENTION_MARGIN)
-        db.execute("DELETE FROM buckets WHERE start < ? AND gid IN (SELECT gid FROM gates WHERE tracker NOT IN "
-                   f"({','.join('?' * len(self.store._keep))}))", (now - default_keep, *self.store._keep))
+        # Trackers no config names keep their buckets until their gates' grace period ends.
         for tracker, keep in self.store._keep.items():
             db.execute("DELETE FROM buckets WHERE start < ? AND gid IN (SELECT gid FROM gates WHERE tracker = ?)",
                        (now - keep, tracker))

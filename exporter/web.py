@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from exporter.attest import attestation_handler
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporter.runtime import Runtime
 from exporter.state import HISTORY
@@ -34,6 +35,7 @@ def make_app(runtime: Runtime, *, lifecycle: bool = False, middlewares: list[Any
     app.router.add_get("/api/progress/status", progress)
     app.router.add_get("/api/gates", gates)
     app.router.add_get("/api/gates/{id}", gate_detail)
+    app.router.add_post("/api/gates/{id}/attestations", attestation_handler(runtime))
     app.router.add_get("/", index)
     return app
 
@@ -125,6 +127,9 @@ async def gate_detail(request: web.Request) -> web.Response:
     doc["counts"] = dict(st.counts) if st else {}
     doc["history"] = [r.to_json() for r in reversed(st.history)] if st else []
     doc["history_limit"] = HISTORY
+    if gate.kind == "manual":
+        store = request.app[RUNTIME].store
+        doc["attestations"] = [a.to_json() for a in store.attestations(config.tracker, gate.id)] if store else []
     return web.json_response(doc)
 
 

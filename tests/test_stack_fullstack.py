@@ -213,7 +213,7 @@ def _wait_for_history(stack: Stack, marker: Path) -> None:
     wait_for(
         lambda: seen(f'gate_probe_error{{tracker="{TRACKER}", gate="never-exported"}} == 1'), timeout=60, interval=0.5, what="a probe error"
     )
-    # Rates need two samples of every series inside the window; scheduler lag needs a minute of data.
+    # Rates need two samples of every series inside the window.
     wait_for(
         lambda: seen(f'count(rate(gate_evaluations_total{{tracker="{TRACKER}"}}[1m]) > 0) >= 7'),
         timeout=60,

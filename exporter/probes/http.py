@@ -24,6 +24,7 @@ import aiohttp
 from exporter import __version__, jsonpath
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
 from exporter.probes.net import client_context, describe_os_error, describe_ssl_error
+from exporter.probes.reports import display_path
 from exporter.schema import FilePath, Regex, Url, opt
 
 MAX_BODY = 4 * 1024 * 1024
@@ -95,15 +96,16 @@ def new_session(insecure: bool = False) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
-def read_secret(path: str) -> str:
+def read_secret(path: str, base_dir: str | None = None) -> str:
     """A secret file's content without its trailing newline; ProbeError if it cannot be read."""
+    name = display_path(path, base_dir)
     try:
         with open(path, encoding="utf-8") as fh:
             return fh.read().rstrip("\r\n")
     except FileNotFoundError:
-        raise ProbeError(f"{path}: no such file") from None
+        raise ProbeError(f"{name}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ProbeError(f"{path}: cannot read secret ({getattr(exc, 'strerror', None) or 'not UTF-8'})") from None
+        raise ProbeError(f"{name}: cannot read secret ({getattr(exc, 'strerror', None) or 'not UTF-8'})") from None
 
 
 def status_valid(status: int, codes: tuple[str, ...] | list[str]) -> bool:
@@ -116,10 +118,10 @@ async def probe(spec: HTTPSpec, ctx: ProbeContext) -> Measurement:
     """Make the request; a refused connection, an invalid status or a non-matching body fails."""
     headers = dict(spec.headers)
     if spec.basic_auth:
-        pair = f"{spec.basic_auth.username}:{read_secret(spec.basic_auth.password_file)}".encode()
+        pair = f"{spec.basic_auth.username}:{read_secret(spec.basic_auth.password_file, ctx.base_dir)}".encode()
         headers["Authorization"] = f"Basic {base64.b64encode(pair).decode('ascii')}"
     if spec.bearer_token_file:
-        headers["Authorization"] = f"Bearer {read_secret(spec.bearer_token_file)}"
+        headers["Authorization"] = f"Bearer {read_secret(spec.bearer_token_file, ctx.base_dir)}"
     if not any(k.lower() == "user-agent" for k in headers):
         headers["User-Agent"] = USER_AGENT
     ssl_arg: Any = True  # the session's own default

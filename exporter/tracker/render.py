@@ -133,7 +133,8 @@ class _Renderer:
         out = ["## Blockers", ""]
         if not blockers:
             return [*out, "None: no critical or important gate is failing or erroring.", ""]
-        for b in blockers:
+        # Failures first: an error means "could not measure", a fail means "measured and wrong".
+        for b in sorted(blockers, key=lambda b: b.get("status") != "fail"):
             icon = "❌" if b.get("status") == "fail" else "⚠️"
             since = f" since {b['since']}" if b.get("since") else ""
             msg = f": {_inline(b['message'])}" if b.get("message") else ""
@@ -191,7 +192,7 @@ class _Renderer:
         if status == "pending":
             return "⏳ not verified: not evaluated yet"
         if status == "error":
-            return f"⚠️ not verified: the probe could not measure{when}{': ' + msg if msg else ''}"
+            return f"⚠️ not verified: the probe could not measure{': ' + msg if msg else ''}"
         if self._unattested(g):
             why = "attestation expired" if g.get("value") is not None else "no attestation yet"
             return f"⚠️ not verified: {why} (qualitygate attest {g.get('id', '')} --value V)"
