@@ -242,3 +242,26 @@ async def test_json_file_gate_from_config(tmp_path: Path):
           json_file: {path: metrics.json}
           expect: "< 2%"
     """) == [f"{key}.json_file.json_path: missing required key"]
+
+
+# --- the json_path subset ---------------------------------------------------------------------
+
+
+def test_json_path_subset():
+    from exporter import jsonpath
+
+    doc = {"a": {"b": [{"c": 1}, {"c": 2}]}, "odd key": {"x.y": 3}, "n": 4}
+    assert jsonpath.parse("$.a.b[0].c") == ("a", "b", 0, "c")
+    assert jsonpath.parse("a.b[-1].c") == ("a", "b", -1, "c")
+    assert jsonpath.number(doc, "$.a.b[1].c") == 2
+    assert jsonpath.number(doc, "a.b[-1].c") == 2
+    assert jsonpath.number(doc, "$['odd key'][\"x.y\"]") == 3
+    assert jsonpath.number(doc, "n") == 4
+    assert jsonpath.number(7, "$") == 7
+    with pytest.raises(KeyError, match=r"\$\.a\.b\[2\]"):
+        jsonpath.number(doc, "$.a.b[2].c")
+    with pytest.raises(ValueError, match=r"\$\.a is an object, not a number"):
+        jsonpath.number(doc, "$.a")
+    for bad in ("", "$.a[*].c", "$..c", "$.a.*", "$.a[1:2]", "$[?(@.c)]", "$.a b", "$.", "$a"):
+        with pytest.raises(ValueError, match="invalid json_path"):
+            jsonpath.check(bad)
