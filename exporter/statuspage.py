@@ -44,12 +44,12 @@ PAGE_HEADERS = {
 TIME_MEASUREMENTS = frozenset({"response_time", "duration", "connect_time", "age"})
 COUNT_MEASUREMENTS = frozenset({"status", "exit_code", "tests", "failures", "errors", "skipped"})
 DEFAULT_EXPECTATION = {
-    "http": "valid status code",
-    "tcp": "connection opens",
+    "http": "a valid status code",
+    "tcp": "a connection",
     "command": "exit code 0",
     "junit": "no failures or errors",
-    "file": "file exists",
-    "manual": "fresh attestation",
+    "file": "the file to exist",
+    "manual": "a fresh attestation",
 }
 _UNIT_RE = re.compile(r"(ms|%|s|m|h|d)\s*$")
 _UNIT_FACTORS = {"%": 0.01, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -196,15 +196,17 @@ class Check:
     """One expect condition against what was measured: `212 ms < 500 ms`."""
 
     measurement: str
-    shown: str  # the measured value in the condition's unit, or "—"
+    shown: str | None  # the measured value in the condition's unit; None when not measured
     op: str
     target: str
     met: bool | None  # None when nothing was measured
 
     @property
     def text(self) -> str:
-        """The whole check as one line."""
+        """The whole check as one line: `status 200 == 200`, `85.0 % >= 85 %`, or `expects > 1`."""
         name = "" if self.measurement == "value" else self.measurement + " "
+        if self.shown is None:
+            return f"expects {name}{self.op} {self.target}"
         return f"{name}{self.shown} {self.op} {self.target}"
 
 
@@ -212,16 +214,49 @@ def checks(gate: Gate, measurements: Mapping[str, float]) -> list[Check]:
     """Each expect condition of a gate with the measured value in human units."""
     out = []
     for cond in gate.expect:
-        unit = display_unit(measurement_kind(gate, cond.measurement), written_unit(cond), cond.threshold)
+        kind = measurement_kind(gate, cond.measurement)
+        unit = display_unit(kind, written_unit(cond), cond.threshold)
         got = measurements.get(cond.measurement)
-        shown = format_in(got, unit) if got is not None else "—"
-        out.append(Check(cond.measurement, shown, cond.op, format_in(cond.threshold, unit, exact=True),
-                         cond.holds(got) if got is not None else None))
+        value_unit = unit
+        if got is not None and kind == "time" and unit in _UNIT_FACTORS and 0 < abs(got) / _UNIT_FACTORS[unit] < 0.1:
+            value_unit = display_unit(kind, None, got)  # `19 min < 3650 d` reads better than `0.013 d`
+        out.append(Check(cond.measurement, format_in(got, value_unit) if got is not None else None, cond.op,
+                         format_in(cond.threshold, unit, exact=True), cond.holds(got) if got is not None else None))
     return out
 
 
+def measured(gate: Gate, name: str, measurements: Mapping[str, float]) -> str | None:
+    """One measurement in human units, or None when it was not made."""
+    got = measurements.get(name)
+    if got is None:
+        return None
+    return format_in(got, display_unit(measurement_kind(gate, name), None, got))
+
+
+def summary(gate: Gate, measurements: Mapping[str, float]) -> str:
+    """What was measured, in words, for gates judged by their kind's default (no expect)."""
+    m = measurements
+    if not m:
+        return "—"
+    if gate.kind == "http" and "status" in m:
+        text = f"HTTP {int(m['status'])}"
+        rt = measured(gate, "response_time", m)
+        return f"{text} in {rt}" if rt else text
+    if gate.kind == "command" and "exit_code" in m:
+        text = f"exit code {int(m['exit_code'])}"
+        return f"{text}, value {measured(gate, 'value', m)}" if getattr(gate.spec, "value_regex", None) else text
+    if gate.kind == "file" and "age" in m:
+        return f"{measured(gate, 'size', m) or '?'}, modified {measured(gate, 'age', m)} ago"
+    if gate.kind == "tcp":
+        return f"connected in {measured(gate, 'connect_time', m) or measured(gate, 'value', m)}"
+    if gate.kind == "junit" and "tests" in m:
+        return (f"{int(m['tests'])} tests, {int(m.get('failures', 0))} failures, "
+                f"{int(m.get('errors', 0))} errors")
+    return measured(gate, "value", m) or "—"
+
+
 def primary_value(gate: Gate, value: float | None) -> str:
-    """The primary measurement alone in human units (gates without expect), or "—"."""
+    """The primary measurement alone in human units, or "—"."""
     if value is None:
         return "—"
     kind = measurement_kind(gate, "value")
@@ -359,7 +394,7 @@ def gate_view(gate: Gate, st: GateState | None, now: float) -> dict[str, Any]:
         "status": status,
         "status_label": STATUS_LABELS[status],
         "checks": checks(gate, measurements),
-        "value": primary_value(gate, r.value if r else None),
+        "value": summary(gate, measurements),
         "default_expectation": DEFAULT_EXPECTATION.get(gate.kind, ""),
         "message": r.message if r else "",
         "last_evaluation": r.started if r else None,
@@ -513,7 +548,7 @@ class StatusPage:
         view = gate_view(gate, st, now)
         history = [{"outcome": r.outcome, "label": STATUS_LABELS[r.outcome], "started": r.started,
                     "ago": ago(r.started, now), "checks": checks(gate, r.measurements),
-                    "value": primary_value(gate, r.value),
+                    "value": summary(gate, r.measurements),
                     "duration": format_in(r.duration, "ms" if r.duration < 1 else "s"), "message": r.message}
                    for r in reversed(st.history)] if st else []
         keep = {"tracker": config.tracker} if len(runtime.trackers) > 1 else {}
@@ -538,12 +573,15 @@ class StatusPage:
 
     def _render(self, request: web.Request, page: str, fragment: str, status: int = 200,
                 **ctx: Any) -> web.Response:
-        ctx.update(version=__version__, asset=self.asset_url, url=_url, refresh_seconds=REFRESH_SECONDS,
+        ctx.setdefault("refresh_seconds", REFRESH_SECONDS if status == 200 else 0)
+        ctx.update(version=__version__, asset=self.asset_url, url=_url,
                    statuses=STATUSES, tiers=TIERS, status_labels=STATUS_LABELS)
         partial = request.query.get("partial") == "1"
         text = self.env.get_template(fragment if partial else page).render(**ctx)
-        return web.Response(status=status, text=text, content_type="text/html", charset="utf-8",
-                            headers=PAGE_HEADERS)
+        response = web.Response(status=status, text=text, content_type="text/html", charset="utf-8",
+                                headers=PAGE_HEADERS)
+        response.enable_compression()  # uptime strips repeat a lot: gzip makes the page ~10x smaller
+        return response
 
     def _error(self, request: web.Request, status: int, heading: str, message: str,
                links: list[tuple[str, str]] | None = None) -> web.Response:

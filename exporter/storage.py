@@ -451,7 +451,7 @@ class Store:
         writer = _Writer(self)
         retry_at = 0.0
         delay = RETRY_MIN
-        next_maintenance = 0.0
+        next_maintenance = time.monotonic() + MAINTAIN_EVERY
         while True:
             self._wake.wait(FLUSH_INTERVAL)
             self._wake.clear()
@@ -535,9 +535,7 @@ class _Writer:
                 if len(store._queue) > MAX_QUEUE:
                     store._drop(len(store._queue) - MAX_QUEUE)
                 store._fault("storage write failed; serving from memory and retrying", exc)
-                if isinstance(exc, sqlite3.DatabaseError) and getattr(exc, "sqlite_errorname", "") in (
-                        "SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_IOERR_SHORT_READ"):
-                    self.close()
+                self.close()  # reopen on retry: a file made writable again, or replaced, is picked up
                 return False
             store._in_batch = 0
             store.writes += len(batch)
@@ -613,15 +611,19 @@ class _Writer:
             log.info("gates configured again; their stored state is kept", extra=kv(gates=back))
 
     def op_maintain(self, db: sqlite3.Connection, now: float) -> None:
-        # Coarsen: a bucket older than a tier's age limit is merged into the next tier's size.
-        for (limit, _), (_, size) in zip(TIERS, TIERS[1:]):
-            cut = now - limit
-            db.execute("INSERT INTO buckets (gid, start, passed, total) "
-                       "SELECT gid, start - start % ? AS s, sum(passed), sum(total) FROM buckets "
-                       "WHERE start <= ? AND start % ? != 0 GROUP BY gid, s "
-                       "ON CONFLICT (gid, start) DO UPDATE SET passed = passed + excluded.passed, "
-                       "total = total + excluded.total", (size, cut, size))
-            db.execute("DELETE FROM buckets WHERE start <= ? AND start % ? != 0", (cut, size))
+        # Coarsen in one pass, as GateState.compact does: each bucket moves to the size its age calls for.
+        target = "CASE " + " ".join(f"WHEN start > :now - {limit} THEN start - start % {size}"
+                                    for limit, size in TIERS if limit is not None) + f" ELSE start - start % {TIERS[-1][1]} END"
+        moved = f"SELECT gid, start, {target} AS target, passed, total FROM buckets WHERE start <= :now - {TIERS[0][0]}"
+        # Through a temp table: a bucket can be both merged away and merged into.
+        db.execute("DROP TABLE IF EXISTS temp.merged")
+        db.execute("CREATE TEMP TABLE merged AS SELECT gid, target AS start, sum(passed) AS passed, sum(total) AS total "
+                   f"FROM ({moved}) WHERE target != start GROUP BY gid, target", {"now": now})
+        db.execute(f"DELETE FROM buckets WHERE start <= :now - {TIERS[0][0]} AND start != ({target})", {"now": now})
+        db.execute("INSERT INTO buckets (gid, start, passed, total) SELECT gid, start, passed, total FROM temp.merged "
+                   "WHERE true ON CONFLICT (gid, start) DO UPDATE SET passed = passed + excluded.passed, "
+                   "total = total + excluded.total")
+        db.execute("DROP TABLE temp.merged")
         # Trackers no config names keep their buckets until their gates' grace period ends.
         for tracker, keep in self.store._keep.items():
             db.execute("DELETE FROM buckets WHERE start < ? AND gid IN (SELECT gid FROM gates WHERE tracker = ?)",
@@ -644,10 +646,8 @@ class _Writer:
         try:
             (version,) = self.db.execute("PRAGMA data_version").fetchone()
             if version != self.data_version:
-                first = self.data_version is None
                 self.data_version = version
-                if not first:
-                    self.store._load_attestations(self.db)
+                self.store._load_attestations(self.db)
         except sqlite3.Error as exc:
             self.store._fault("cannot read attestations", exc)
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import html
 import logging
 from typing import Any
 
 from aiohttp import web
 
+from exporter import statuspage
 from exporter.attest import attestation_handler
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporter.runtime import Runtime
@@ -36,7 +36,7 @@ def make_app(runtime: Runtime, *, lifecycle: bool = False, middlewares: list[Any
     app.router.add_get("/api/gates", gates)
     app.router.add_get("/api/gates/{id}", gate_detail)
     app.router.add_post("/api/gates/{id}/attestations", attestation_handler(runtime))
-    app.router.add_get("/", index)
+    statuspage.add_routes(app, RUNTIME)  # GET /, /gates/{id}, /assets/*
     return app
 
 
@@ -131,13 +131,3 @@ async def gate_detail(request: web.Request) -> web.Response:
         store = request.app[RUNTIME].store
         doc["attestations"] = [a.to_json() for a in store.attestations(config.tracker, gate.id)] if store else []
     return web.json_response(doc)
-
-
-async def index(request: web.Request) -> web.Response:
-    """A minimal landing page, as Prometheus exporters have."""
-    runtime = request.app[RUNTIME]
-    names = "".join(f"<li>{html.escape(c.title)} ({html.escape(n)})</li>" for n, c in runtime.trackers.items())
-    return web.Response(content_type="text/html", text=(
-        "<!doctype html><html><head><title>qualitygate-exporter</title></head><body>"
-        "<h1>qualitygate-exporter</h1><ul>" + names + "</ul>"
-        '<p><a href="/metrics">Metrics</a> · <a href="/api/progress/status">Status (JSON)</a></p></body></html>'))

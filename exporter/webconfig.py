@@ -419,7 +419,9 @@ def _os_reason(path: str) -> str | None:
 def _ssl_reason(exc: ssl.SSLError) -> str:
     if exc.reason:
         return exc.reason.lower().replace("_", " ")
-    return (exc.args[1] if len(exc.args) > 1 else str(exc)).split(" (_ssl.c")[0]
+    text = str(exc.args[1] if len(exc.args) > 1 else exc).split(" (_ssl.c")[0]
+    text = re.sub(r"^\[\w+\] ", "", text)
+    return "not valid PEM data" if text == "PEM lib" else text
 
 
 # --- HTTP middlewares -------------------------------------------------------------------------

@@ -25,7 +25,8 @@ async def run_probe(kind: str, spec: Any, ctx: ProbeContext | None = None) -> Me
 def parse_gate(tmp_path: Path, gate_yaml: str, extra: str = "") -> Gate:
     """Parse a one-gate config written in tmp_path (relative paths resolve there); return the gate."""
     gate = textwrap.indent(textwrap.dedent(gate_yaml).strip(), " " * 10)
-    text = f"tracker: t\n{textwrap.dedent(extra)}phases:\n  - id: p\n    steps:\n      - id: s\n        gates:\n{gate}\n"
+    head = f"tracker: t\n{textwrap.dedent(extra)}"
+    text = f"{head}phases:\n  - id: p\n    steps:\n      - id: s\n        gates:\n{gate}\n"
     config = parse_config(text, str(tmp_path / "gates.yml"))
     (only,) = config.gates
     return only

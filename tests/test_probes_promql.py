@@ -63,6 +63,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def test_one_sample_vector(prometheus: str):
     m = await run_probe("promql", PromQLSpec(query='up{job="prometheus"}', url=prometheus))
     assert m.ok and m.value == 1
+    # A sub-second gate timeout is passed on to Prometheus in a syntax it accepts.
+    m = await run_probe("promql", PromQLSpec(query='up{job="prometheus"}', url=prometheus), make_ctx(timeout=1.5))
+    assert m.value == 1
 
 
 async def test_scalar(prometheus: str):
@@ -114,7 +117,7 @@ def test_parse_response_edge_cases():
     with pytest.raises(ProbeError, match="malformed sample"):
         parse_response(200, b'{"status":"success","data":{"resultType":"vector","result":[{"value":[1]}]}}')
     with pytest.raises(ProbeError, match="^Prometheus: timeout: query timed out"):
-        parse_response(503, b'{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}')
+        parse_response(503, b'{"status":"error","errorType":"timeout","error":"query timed out in query execution"}')
 
 
 async def test_gate_from_config_uses_prometheus_url_and_expect(prometheus: str, tmp_path: Path):

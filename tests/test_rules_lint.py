@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from rules_support import RUNBOOKS, github_anchors, metric_names, rules, template_metric_names
+from rules_support import PROMETHEUS_METRICS, RUNBOOKS, github_anchors, metric_names, rules, template_metric_names
 
 # The metric names of the contract (/work/shared/spec/CONTRACT.md, "Metrics"); test_rules_exporter.py
 # checks the rules against a real exporter's /metrics as well.
@@ -18,8 +18,6 @@ CONTRACT_METRICS = {
     "qualitygate_build_info", "qualitygate_config_last_reload_successful",
     "qualitygate_config_last_reload_success_timestamp_seconds",
 }
-# Series Prometheus makes itself for every scrape target.
-PROMETHEUS_METRICS = {"up"}
 SEVERITIES = {"critical", "warning", "info"}
 
 # The table: alert -> (severities, `for`).

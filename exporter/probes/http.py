@@ -3,7 +3,8 @@
 Every probe uses a fresh connection (the connector is built with `force_close=True`), as
 blackbox_exporter does: a pooled keep-alive connection would hide a server that no longer
 accepts new connections, and response_time would leave out connection setup. A session handed
-in by the scheduler (`ctx.session`) must be built by `new_session` for the same reason.
+in by the scheduler (`ctx.session`) must likewise use `force_close` (`new_session` builds one,
+without a cookie jar, so that one probe's cookies never reach the next).
 
 response_time runs from the start of the request until the whole body has been read. The body
 is read to the end but at most MAX_BODY bytes are kept: json_path on a larger body is an error,
@@ -22,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from exporter import __version__, jsonpath
+from exporter.durations import format_duration
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
 from exporter.probes.net import client_context, describe_os_error, describe_ssl_error
 from exporter.probes.reports import display_path
@@ -129,8 +131,9 @@ async def probe(spec: HTTPSpec, ctx: ProbeContext) -> Measurement:
         ssl_arg = client_context(spec.tls.ca_file, spec.tls.insecure_skip_verify)
     elif spec.tls.insecure_skip_verify:
         ssl_arg = False
+    insecure = spec.tls.insecure_skip_verify
     owned = ctx.session is None
-    session = new_session(spec.tls.insecure_skip_verify) if ctx.session is None else ctx.session(spec.tls.insecure_skip_verify)
+    session = new_session(insecure) if ctx.session is None else ctx.session(insecure)
     try:
         start = time.perf_counter()
         try:
@@ -141,7 +144,7 @@ async def probe(spec: HTTPSpec, ctx: ProbeContext) -> Measurement:
                 body, truncated = await _read_body(resp)
                 status = resp.status
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            return Measurement({}, ok=False, message=f"timeout after {ctx.timeout:g}s")
+            return Measurement({}, ok=False, message=f"timed out after {format_duration(ctx.timeout)}")
         except aiohttp.ClientError as exc:
             return Measurement({}, ok=False, message=_describe(exc))
         elapsed = time.perf_counter() - start
@@ -151,7 +154,8 @@ async def probe(spec: HTTPSpec, ctx: ProbeContext) -> Measurement:
 
     values = {"status": float(status), "response_time": elapsed, "value": elapsed}
     if not status_valid(status, spec.valid_status_codes):
-        return Measurement(values, ok=False, message=f"status {status}, expected {' or '.join(spec.valid_status_codes)}")
+        expected = " or ".join(spec.valid_status_codes)
+        return Measurement(values, ok=False, message=f"status {status}, expected {expected}")
     if spec.json_path:
         values["value"] = _json_value(body, truncated, spec.json_path)
     elif spec.body_regex:

@@ -55,13 +55,15 @@ async def probe(spec: JUnitSpec, ctx: ProbeContext) -> Measurement:
     counts, files = await asyncio.to_thread(read_reports, spec.path, shown, ctx.base_dir)
     ran = counts.tests - counts.skipped
     if ran <= 0:
-        raise ProbeError(f"{shown}: no test ran ({counts.tests} tests, {counts.skipped} skipped in {files} files)")
+        raise ProbeError(f"{shown}: no test ran "
+                         f"({counts.tests} tests, {counts.skipped} skipped in {files} files)")
     passed = ran - counts.failures - counts.errors
     values = {"tests": float(counts.tests), "failures": float(counts.failures), "errors": float(counts.errors),
               "skipped": float(counts.skipped), "value": max(0.0, passed / ran)}
     if counts.failures or counts.errors:
-        return Measurement(values, ok=False, message=f"{_plural(counts.failures, 'failure')}, "
-                                                     f"{_plural(counts.errors, 'error')} in {_plural(counts.tests, 'test')}")
+        message = (f"{_plural(counts.failures, 'failure')}, {_plural(counts.errors, 'error')} "
+                   f"in {_plural(counts.tests, 'test')}")
+        return Measurement(values, ok=False, message=message)
     return Measurement(values)
 
 

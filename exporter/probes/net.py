@@ -23,7 +23,8 @@ def client_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SS
         try:
             st = os.stat(ca_file)
         except OSError as exc:
-            raise ProbeError(f"{ca_file}: {'no such file' if isinstance(exc, FileNotFoundError) else exc.strerror}") from None
+            reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror
+            raise ProbeError(f"{ca_file}: {reason}") from None
         stamp = (st.st_mtime, st.st_size)
     env = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from exporter.durations import format_duration
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
 from exporter.probes.http import new_session
 from exporter.probes.net import describe_os_error
@@ -40,7 +41,7 @@ async def probe(spec: PromQLSpec, ctx: ProbeContext) -> Measurement:
     if not base:
         raise ProbeError("no Prometheus URL (set promql.url or prometheus.url)")
     endpoint = base.rstrip("/") + "/api/v1/query"
-    params = {"query": spec.query, "timeout": f"{ctx.timeout:g}s"}
+    params = {"query": spec.query, "timeout": format_duration(ctx.timeout)}
     owned = ctx.session is None
     session = new_session() if ctx.session is None else ctx.session(False)
     try:
@@ -49,7 +50,7 @@ async def probe(spec: PromQLSpec, ctx: ProbeContext) -> Measurement:
                 status = resp.status
                 body = await resp.read()
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise ProbeError(f"Prometheus did not answer within {ctx.timeout:g}s") from None
+            raise ProbeError(f"Prometheus did not answer within {format_duration(ctx.timeout)}") from None
         except aiohttp.ClientConnectorError as exc:
             raise ProbeError(f"Prometheus unreachable: {describe_os_error(exc.os_error)}") from None
         except aiohttp.ClientError as exc:

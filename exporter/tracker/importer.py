@@ -229,13 +229,20 @@ def _step_plan(step: StepSection, notes: list[Note]) -> StepPlan:
                         tier=step.tier, slug_base="", comments=[f"line {check.line}: automated check: {check.command}"])
         _apply_probe(gate, check.command, notes)
         checks.append(gate)
-    for claim in step.claims:
-        plan.gates.append(_claim_gate(claim, step, checks, notes))
-    plan.gates.extend(checks)
+    claims = [(claim, _claim_gate(claim, step, notes)) for claim in step.claims]
+    # An uptime claim is measurable when the step has exactly one endpoint probe to count passes of.
+    endpoints = [g for g in [*checks, *(g for _, g in claims)] if g.kind in ("http", "tcp")]
+    for claim, gate in claims:
+        first = gate.expect[0] if gate.expect else ""
+        if gate.kind == "manual" and _UPTIME_NAME.search(claim.name) and len(endpoints) == 1 \
+                and first[:1] == ">" and first.endswith("%"):
+            gate.kind, gate.spec, gate.observes, gate.measurable = "uptime", {}, endpoints[0], True
+            gate.comments.append(f"measured: the pass ratio of {endpoints[0].title!r} over the uptime window")
+    plan.gates = [g for _, g in claims] + checks
     return plan
 
 
-def _claim_gate(claim: Claim, step: StepSection, checks: list[GatePlan], notes: list[Note]) -> GatePlan:
+def _claim_gate(claim: Claim, step: StepSection, notes: list[Note]) -> GatePlan:
     box = {True: "[x] ", False: "[ ] ", None: ""}[claim.ticked]
     gate = GatePlan(claim.name, "manual", {"max_age": MANUAL_MAX_AGE}, claim.line, tier=step.tier,
                     description=f"Tracker claim: {claim.text}", ticked=claim.ticked, slug_base=claim.name,
@@ -247,14 +254,6 @@ def _claim_gate(claim: Claim, step: StepSection, checks: list[GatePlan], notes: 
     exp = expectation(claim.threshold)
     if exp.note:
         gate.comments.append(exp.note)
-    http_checks = [c for c in checks if c.kind in ("http", "tcp")]
-    first = exp.conditions[0] if exp.conditions else ""
-    if _UPTIME_NAME.search(claim.name) and len(checks) == 1 and http_checks and first[:1] == ">" \
-            and first.endswith("%"):
-        gate.kind, gate.spec, gate.observes = "uptime", {}, http_checks[0]
-        gate.expect = exp.conditions
-        gate.comments.append("measured: the pass ratio of this step's automated check over the uptime window")
-        return gate
     _manual(gate, exp)
     return gate
 

@@ -61,7 +61,9 @@ _FALSE_WORDS = {"false", "no"}
 
 
 def _canonical(part: str) -> str:
-    return re.sub(r"\s*(<=|>=|==|!=|<|>)\s*", r" \1 ", part).strip()
+    """`>99.9%` -> `> 99.9%`, `<= 3 s` -> `<= 3s`: the spelling the docs use."""
+    spaced = re.sub(r"\s*(<=|>=|==|!=|<|>)\s*", r" \1 ", part).strip()
+    return re.sub(r"(\d)\s+(%|ms|s|m|h|d)$", r"\1\2", spaced)
 
 
 def expectation(threshold: str) -> Expectation:

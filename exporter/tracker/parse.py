@@ -261,7 +261,8 @@ def parse(text: str) -> TrackerModel:
                 heading_stack.pop()
             if open_phase and sec.level <= open_phase[1]:
                 open_phase = None
-        parent_heading = heading_stack[-1][1] if heading_stack else ""
+        # The enclosing heading names the tier sections' phase, unless it is the document title.
+        parent_heading = heading_stack[-1][1] if heading_stack and heading_stack[-1][0] > 1 else ""
         if sec.line:
             heading_stack.append((sec.level, heading))
 
@@ -308,7 +309,8 @@ def parse(text: str) -> TrackerModel:
             _read_body(step, sec, model)
             if tier:
                 model.tier_steps.append(step)
-                if not model.tier_title and parent_heading and tier_of(parent_heading) is None:
+                if not model.tier_title and parent_heading and tier_of(parent_heading) is None \
+                        and not _PHASE.match(parent_heading) and not _STEP.match(parent_heading):
                     model.tier_title = split_status(parent_heading)[0]
             else:
                 model.steps.append(step)

@@ -1,0 +1,95 @@
+"""The shipped inhibit rules and routes, against a real Alertmanager fed through its API."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from conftest import wait_for
+from rules_support import alertmanager_test_config, start_webhook_receiver
+from stack_support import have, start_alertmanager
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(have("prometheus-alertmanager")),
+                                                   reason="prometheus-alertmanager is not installed")]
+
+GATE = {"job": "qualitygate", "tracker": "tools-automation", "phase": "core-infrastructure",
+        "step": "core-stabilization"}
+
+# name -> labels. Exporter 127.0.0.1:9916 serves gates g1 and g2; exporter 127.0.0.1:9917 is down.
+ALERTS = {
+    "critical-g1": {**GATE, "instance": "127.0.0.1:9916", "alertname": "QualityGateCriticalFailing",
+                    "severity": "critical", "gate": "g1", "tier": "critical"},
+    "burn-ticket-g1": {**GATE, "instance": "127.0.0.1:9916", "alertname": "QualityGateErrorBudgetBurn",
+                       "severity": "warning", "gate": "g1", "tier": "critical"},
+    "stale-g2": {**GATE, "instance": "127.0.0.1:9916", "alertname": "QualityGateStale",
+                 "severity": "warning", "gate": "g2", "tier": "important"},
+    "reload-9916": {"job": "qualitygate", "instance": "127.0.0.1:9916",
+                    "alertname": "QualityGateConfigReloadFailed", "severity": "warning"},
+    "down-9917": {"job": "qualitygate", "instance": "127.0.0.1:9917",
+                  "alertname": "QualityGateExporterDown", "severity": "critical"},
+    "probe-error-9917": {**GATE, "instance": "127.0.0.1:9917", "alertname": "QualityGateProbeError",
+                         "severity": "warning", "gate": "g3", "tier": "important"},
+    "reload-9917": {"job": "qualitygate", "instance": "127.0.0.1:9917",
+                    "alertname": "QualityGateConfigReloadFailed", "severity": "warning"},
+}
+INHIBITED = {"burn-ticket-g1": "critical-g1", "probe-error-9917": "down-9917", "reload-9917": "down-9917"}
+
+
+@pytest.fixture
+def alertmanager(tmp_path):
+    """A real Alertmanager with the shipped config, its webhooks pointed at a local receiver."""
+    receiver = start_webhook_receiver()
+    config = alertmanager_test_config(receiver.url, tmp_path / "alertmanager.yml")
+    server = start_alertmanager(config, tmp_path)
+    try:
+        yield server, receiver
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+def _post_alerts(url: str, alerts: list[dict]) -> None:
+    request = urllib.request.Request(f"{url}/api/v2/alerts", data=json.dumps(alerts).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def _status_by_name(url: str) -> dict[str, dict]:
+    with urllib.request.urlopen(f"{url}/api/v2/alerts", timeout=10) as response:
+        alerts = json.loads(response.read())
+    names = {json.dumps(labels, sort_keys=True): name for name, labels in ALERTS.items()}
+    return {names[json.dumps(a["labels"], sort_keys=True)]: a["status"] for a in alerts}
+
+
+def test_critical_mutes_warnings_of_its_gate_and_exporter_down_mutes_its_exporter(alertmanager):
+    server, receiver = alertmanager
+    _post_alerts(server.url, [{"labels": labels, "annotations": {"summary": name}} for name, labels in ALERTS.items()])
+
+    def settled() -> dict[str, dict] | None:
+        status = _status_by_name(server.url)
+        return status if len(status) == len(ALERTS) and all(status[n]["inhibitedBy"] for n in INHIBITED) else None
+
+    status = wait_for(settled, timeout=60, what="the inhibitions to apply")
+    fingerprints = {}
+    with urllib.request.urlopen(f"{server.url}/api/v2/alerts", timeout=10) as response:
+        for alert in json.loads(response.read()):
+            fingerprints[json.dumps(alert["labels"], sort_keys=True)] = alert["fingerprint"]
+    for name, labels in ALERTS.items():
+        if name in INHIBITED:
+            source = fingerprints[json.dumps(ALERTS[INHIBITED[name]], sort_keys=True)]
+            assert status[name]["state"] == "suppressed" and status[name]["inhibitedBy"] == [source], name
+        else:
+            # Notably reload-9916: ExporterDown of 9917 (critical, no gate label) does not mute it.
+            assert status[name]["state"] == "active" and not status[name]["inhibitedBy"], name
+
+    # The active alerts reach their receivers by severity.
+    receiver.wait_for_alert("/qualitygate-pager", alertname="QualityGateCriticalFailing", gate="g1")
+    receiver.wait_for_alert("/qualitygate-pager", alertname="QualityGateExporterDown", instance="127.0.0.1:9917")
+    receiver.wait_for_alert("/qualitygate-ticket", alertname="QualityGateStale", gate="g2")
+    receiver.wait_for_alert("/qualitygate-ticket", alertname="QualityGateConfigReloadFailed", instance="127.0.0.1:9916")
+    delivered = {json.dumps(a["labels"], sort_keys=True) for path in ("/qualitygate-pager", "/qualitygate-ticket")
+                 for a in receiver.alerts(path)}
+    assert not delivered & {json.dumps(ALERTS[n], sort_keys=True) for n in INHIBITED}
