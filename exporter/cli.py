@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from exporter import __version__
 from exporter.log import kv
 from exporter.log import setup as setup_logging
+from exporter.durations import parse_duration
 from exporter.schema import ConfigError
 
 DEFAULT_PORT = 9916
@@ -45,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="SQLite state file (default ./data/qualitygate.db)")
     serve.add_argument("--scheduler.max-concurrency", dest="concurrency", type=int, default=128, metavar="N",
                        help="evaluations running at once (default 128)")
+    serve.add_argument("--config.watch-interval", dest="watch_interval", default="0s", metavar="DURATION",
+                       help="poll the config files this often and reload when they change (default 0s: off)")
     serve.add_argument("--shard.index", dest="shard_index", type=int, default=None, metavar="I",
                        help="evaluate only shard I of --shard.count (0-based)")
     serve.add_argument("--shard.count", dest="shard_count", type=int, default=None, metavar="N",
@@ -188,6 +191,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configs = load_configs(args.config_files)
     if args.concurrency < 1:
         raise UsageError("--scheduler.max-concurrency must be at least 1")
+    try:
+        args.watch_seconds = parse_duration(args.watch_interval)
+    except ValueError as exc:
+        raise UsageError(f"--config.watch-interval: {exc}") from None
     if (args.shard_index is None) != (args.shard_count is None):
         raise UsageError("--shard.index and --shard.count go together")
     if args.shard_count is not None and not (args.shard_count >= 1 and 0 <= args.shard_index < args.shard_count):
@@ -214,7 +221,8 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
     from exporter.web import make_app
 
     shard = (args.shard_index, args.shard_count) if args.shard_count is not None else None
-    runtime = Runtime(list(args.config_files), max_concurrency=args.concurrency, shard=shard)
+    runtime = Runtime(list(args.config_files), max_concurrency=args.concurrency, shard=shard,
+                      watch_interval=args.watch_seconds)
     if getattr(args, "storage", None) is not False:
         runtime.store = _maybe_store(args)
     await runtime.start(configs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import logging
 import ssl
@@ -76,6 +77,7 @@ class Runtime:
     reload_ok_at: float = 0.0
     store: Any = None  # exporter.storage.Store when --storage.path is in use
     shard: tuple[int, int] | None = None  # (index, count): this process evaluates and exports only its shard
+    watch_interval: float = 0.0  # > 0: reload by itself when a config file changes (Kubernetes ConfigMaps)
 
     def __post_init__(self) -> None:
         self.exposition = Exposition(extra=self._self_metrics)
@@ -83,6 +85,7 @@ class Runtime:
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._task: asyncio.Task[None] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
 
     # --- start / stop ---------------------------------------------------------------------
@@ -94,10 +97,12 @@ class Runtime:
         self.reload_ok, self.reload_ok_at = True, time.time()
         self._task = asyncio.create_task(self.scheduler.run(), name="scheduler")
         self._housekeeping = asyncio.create_task(self._compact_forever(), name="compact-uptime")
+        if self.watch_interval > 0:
+            self._watcher = asyncio.create_task(self._watch_forever(), name="config-watch")
 
     async def stop(self) -> None:
         """Cancel in-flight probes (their children are killed), close sessions and storage."""
-        for task in (self._task, self._housekeeping):
+        for task in (self._task, self._housekeeping, self._watcher):
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -106,6 +111,30 @@ class Runtime:
         self._sessions.clear()
         if self.store is not None:
             await self.store.close()
+
+    def _fingerprint(self) -> str:
+        """A digest of every config file's name and content (a directory's file list included)."""
+        digest = hashlib.sha256()
+        for path in config_files(self.config_paths):
+            digest.update(path.encode() + b"\0")
+            try:
+                with open(path, "rb") as fh:
+                    digest.update(fh.read())
+            except OSError as exc:
+                digest.update(f"unreadable: {exc}".encode())
+        return digest.hexdigest()
+
+    async def _watch_forever(self) -> None:
+        # Kubernetes updates a mounted ConfigMap by swapping a symlink: polling the content is
+        # the one check that sees it on every filesystem, without inotify or a sidecar.
+        seen = await asyncio.to_thread(self._fingerprint)
+        while True:
+            await asyncio.sleep(self.watch_interval)
+            now = await asyncio.to_thread(self._fingerprint)
+            if now != seen:
+                seen = now
+                log.info("config files changed; reloading")
+                await self.reload()
 
     @property
     def ready(self) -> bool:

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.config import TIERS, Config, Gate
+from exporter.durations import format_duration
 from exporter.expect import Condition, format_number
 from exporter.model import ERROR, FAIL, PASS, PENDING
 from exporter.state import GateState, State
@@ -487,7 +488,7 @@ def make_environment() -> jinja2.Environment:
     env.filters["pct"] = lambda r: f"{100 * r:.0f} %"
     env.filters["rfc3339"] = rfc3339
     env.filters["utc"] = utc_text
-    env.filters["seconds"] = lambda s: format_in(s, display_unit("time", None, s))
+    env.filters["duration"] = format_duration
     return env
 
 

@@ -209,7 +209,14 @@ def _wait_for_history(stack: Stack, marker: Path) -> None:
     wait_for(lambda: seen(f"gate_last_pass_timestamp_seconds{{{flip}}}"), timeout=60, interval=0.5, what="its last pass time")
     marker.unlink()
     wait_for(lambda: seen(f"gate_passed{{{flip}}} == 0"), timeout=60, interval=0.5, what="the release gate failing")
-    wait_for(lambda: seen(f'gate_passed{{tracker="{TRACKER}", gate="scrape-success"}} == 1'), timeout=60, interval=0.5, what="scrape success")
+    # The PromQL gates error until Prometheus answers and has scraped: wait for them to settle.
+    healthy = f'tracker="{TRACKER}", gate!~"{FLIP_GATE}|never-exported"'
+    wait_for(
+        lambda: seen(f"count(gate_passed{{{healthy}}} == 1) == count(gate_info{{{healthy}}})"),
+        timeout=90,
+        interval=0.5,
+        what="every other gate passing",
+    )
     wait_for(
         lambda: seen(f'gate_probe_error{{tracker="{TRACKER}", gate="never-exported"}} == 1'), timeout=60, interval=0.5, what="a probe error"
     )
