@@ -219,8 +219,8 @@ def checks(gate: Gate, measurements: Mapping[str, float]) -> list[Check]:
         unit = display_unit(kind, written_unit(cond), cond.threshold)
         got = measurements.get(cond.measurement)
         value_unit = unit
-        if got is not None and kind == "time" and unit in _UNIT_FACTORS and 0 < abs(got) / _UNIT_FACTORS[unit] < 0.1:
-            value_unit = display_unit(kind, None, got)  # `19 min < 3650 d` reads better than `0.013 d`
+        if got is not None and kind == "time" and unit in _UNIT_FACTORS and 0 < abs(got) / _UNIT_FACTORS[unit] < 1:
+            value_unit = display_unit(kind, None, got)  # `12.0 h < 1 d` reads better than `0.500 d`
         out.append(Check(cond.measurement, format_in(got, value_unit) if got is not None else None, cond.op,
                          format_in(cond.threshold, unit, exact=True), cond.holds(got) if got is not None else None))
     return out

@@ -137,7 +137,7 @@ def alertmanager_test_config(webhook_url: str, path: Path) -> Path:
             webhook["url"] = webhook_url + "/" + receiver["name"]
 
     def speed_up(route: dict[str, Any]) -> None:
-        for key, value in (("group_wait", "0s"), ("group_interval", "1s"), ("repeat_interval", "1m")):
+        for key, value in (("group_wait", "1s"), ("group_interval", "1s"), ("repeat_interval", "1m")):
             if key in route or route is config["route"]:
                 route[key] = value
         for child in route.get("routes", []):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from exporter.evaluate import evaluate
 from exporter.probes import ProbeContext
 from exporter.state import State
 from exporter.storage import Attestation, open_store
-from tests.conftest import parse_metrics, sample, wait_for
+from tests.conftest import ROOT, Served, free_port, parse_metrics, sample, wait_for
 
 NOW = 1_800_000_000.0
 
@@ -205,14 +207,30 @@ def test_without_storage_attestations_are_refused(tmp_path: Path, write_config, 
 
 def test_authenticated_user_is_recorded_as_the_attester(tmp_path: Path, write_config, serve) -> None:
     bcrypt = pytest.importorskip("bcrypt")
-    import base64
-
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
     web_config = tmp_path / "web.yml"
     web_config.write_text(f"basic_auth_users:\n  carol: {hashed}\n")
     db = tmp_path / "state.db"
-    s = serve(write_config(CONFIG.format(tracker="m")), "--storage.path", str(db),
-              "--web.config.file", str(web_config), ready=False)
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config.file",
+                                 str(write_config(CONFIG.format(tracker="m"))), "--storage.path", str(db),
+                                 "--web.config.file", str(web_config), "--web.listen-address", f"127.0.0.1:{port}"],
+                                stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
+    s = Served(proc, port, log_path)
+    try:
+        _run_authenticated(s, db)
+    finally:
+        s.stop()
+
+
+def _run_authenticated(s: Served, db: Path) -> None:
+    import base64
+
+    wait_for(lambda: s.proc.poll() is not None or s.get("/-/healthy", timeout=1)[0] == 401, timeout=30,
+             what="exporter with auth to start")
+    assert s.proc.poll() is None, s.log()
     url = s.url + "/api/gates/signoff/attestations"
     assert post(url, '{"value": 1}')[0] == 401
     token = base64.b64encode(b"carol:s3cret").decode()

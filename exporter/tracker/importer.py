@@ -377,11 +377,11 @@ def _emit(result: ImportResult) -> str:
     ]
     for p in result.phases:
         out += [f"  {_comment(c)}" for c in p.comments]
-        out += [f"  - id: {p.id}", f"    title: {_q(p.title)}"]
+        out += [f"  - id: {_flow(p.id)}", f"    title: {_q(p.title)}"]
         out.append("    steps:" if p.steps else "    steps: []")
         for s in p.steps:
             out += [f"      {_comment(c)}" for c in s.comments]
-            out += [f"      - id: {s.id}", f"        title: {_q(s.title)}"]
+            out += [f"      - id: {_flow(s.id)}", f"        title: {_q(s.title)}"]
             if s.team:
                 out.append(f"        team: {_q(s.team)}")
             out.append("        gates:" if s.gates else "        gates: []")
@@ -391,7 +391,7 @@ def _emit(result: ImportResult) -> str:
                     value = "V" if g.expect else "1"
                     out.append(f"          # manual: passes on `qualitygate attest {g.id} --value {value}` younger "
                                f"than max_age" + (" that meets expect" if g.expect else ""))
-                out += [f"          - id: {g.id}", f"            title: {_q(g.title)}"]
+                out += [f"          - id: {_flow(g.id)}", f"            title: {_q(g.title)}"]
                 if g.description:
                     out.append(f"            description: {_q(g.description)}")
                 if g.tier:
