@@ -14,9 +14,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "src"))
 
-from grafana_foundation_sdk.cog.encoder import JSONEncoder  # noqa: E402
-
-from qgdash import DASHBOARDS  # noqa: E402
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from qgdash import DASHBOARDS
 
 REGENERATE = ".venv/bin/python dashboards/generate.py"
 
@@ -37,7 +36,9 @@ def drift(directory: Path) -> list[str]:
         path = directory / name
         current = path.read_text(encoding="utf-8") if path.exists() else ""
         if current != text:
-            lines = difflib.unified_diff(current.splitlines(True), text.splitlines(True), f"committed/{name}", f"generated/{name}", n=2)
+            lines = difflib.unified_diff(
+                current.splitlines(True), text.splitlines(True), f"committed/{name}", f"generated/{name}", n=2
+            )
             diffs.append("".join(lines))
     return diffs
 
@@ -46,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     """Generate the dashboards into --out (default: this directory), or with --check report drift."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE, help="directory to write the JSON files to")
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the JSON in --out is not up to date")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the JSON in --out is not up to date"
+    )
     args = parser.parse_args(argv)
     if args.check:
         diffs = drift(args.out)

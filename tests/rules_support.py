@@ -13,11 +13,10 @@ from typing import Any
 import yaml
 
 from conftest import ROOT, wait_for
+from stack_support import RULES, SHIPPED_ALERTMANAGER
 
-RULES_DIR = ROOT / "rules"
-RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
-RULE_TESTS = sorted((RULES_DIR / "tests").glob("*.yml"))
-SHIPPED_ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+RULE_FILES = sorted(RULES.glob("*.yml"))
+RULE_TESTS = sorted((RULES / "tests").glob("*.yml"))
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 # Series Prometheus makes itself for every scrape target.
 PROMETHEUS_METRICS = {"up"}

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
 from conftest import ROOT, free_port, http_get, wait_for
 
 SHIPPED_PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
@@ -76,9 +75,8 @@ class Process:
 
 
 def _start(args: list[str], port: int, log_path: Path, what: str) -> Process:
-    log_file = open(log_path, "wb")
-    proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
-    log_file.close()
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
     server = Process(proc, port, log_path)
     try:
         wait_for(

@@ -15,7 +15,9 @@ HOW = "regenerate with `.venv/bin/python dashboards/generate.py` and commit the 
 
 def run_generator(*args: str) -> subprocess.CompletedProcess[str]:
     """Run dashboards/generate.py with this interpreter, bounded in time."""
-    return subprocess.run([sys.executable, str(GENERATE), *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(GENERATE), *args], check=False, capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
 
 
 def test_committed_json_matches_the_generator(tmp_path):
@@ -43,11 +45,13 @@ def test_check_mode_passes_on_the_repo_and_reports_drift(tmp_path):
 
     assert run_generator("--out", str(tmp_path)).returncode == 0
     edited = tmp_path / "overview.json"
-    edited.write_text(edited.read_text(encoding="utf-8").replace("Overall completion", "Overall progress"), encoding="utf-8")
+    edited.write_text(
+        edited.read_text(encoding="utf-8").replace("Overall completion", "Overall progress"), encoding="utf-8"
+    )
     drifted = run_generator("--check", "--out", str(tmp_path))
     assert drifted.returncode == 1
-    assert "-      \"title\": \"Overall progress\"," in drifted.stdout
-    assert "+      \"title\": \"Overall completion\"," in drifted.stdout
+    assert '-      "title": "Overall progress",' in drifted.stdout
+    assert '+      "title": "Overall completion",' in drifted.stdout
     assert "dashboards/generate.py" in drifted.stderr
 
 

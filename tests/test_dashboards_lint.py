@@ -118,6 +118,7 @@ def test_panel_ids_are_unique_and_grid_fits():
 
 @pytest.mark.parametrize(("name", "panel"), PANELS, ids=PANEL_IDS)
 def test_panel_has_title_and_description(name, panel):
+    assert panel.get("options"), "set the panel's options (Grafana expects an object)"
     assert panel.get("title", "").strip()
     assert len(panel.get("description", "").strip()) >= 20
 
@@ -146,7 +147,7 @@ def test_ranges_use_rate_interval(name, panel):
             assert window == "$__rate_interval", f"range [{window}] in {expr!r}: use [$__rate_interval]"
         for function in COUNTER_FUNCTIONS:
             for match in re.finditer(rf"\b{function}\(", expr):
-                assert "[$__rate_interval]" in expr[match.end():], expr
+                assert "[$__rate_interval]" in expr[match.end() :], expr
 
 
 @pytest.mark.parametrize(("name", "panel"), PANELS, ids=PANEL_IDS)
@@ -161,7 +162,11 @@ def test_only_known_metrics_and_tracker_scoped(name, panel):
 
 def test_status_encoding_is_the_same_everywhere():
     def shows_status(panel: dict) -> bool:
-        return any(re.search(r"gate_passed\{[^}]*\} \+ 2 \* gate_probe_error", t["expr"]) and not t["expr"].startswith("count(") for t in panel["targets"])
+        return any(
+            re.search(r"gate_passed\{[^}]*\} \+ 2 \* gate_probe_error", t["expr"])
+            and not t["expr"].startswith("count(")
+            for t in panel["targets"]
+        )
 
     status_panels = [(name, p) for name, p in PANELS if shows_status(p)]
     assert len(status_panels) >= 5
@@ -177,9 +182,13 @@ def test_status_encoding_is_the_same_everywhere():
 def test_overview_gate_table_links_to_gate_detail_and_back():
     overview = load("overview.json")
     table = next(p for p in overview["panels"] if p["title"] == "Gates")
-    links = [prop["value"] for o in table["fieldConfig"]["overrides"] for prop in o["properties"] if prop["id"] == "links"]
+    links = [
+        prop["value"] for o in table["fieldConfig"]["overrides"] for prop in o["properties"] if prop["id"] == "links"
+    ]
     urls = [link["url"] for group in links for link in group]
-    assert any(url.startswith("/d/qualitygate-gate-detail?") and "var-gate=${__data.fields.gate}" in url for url in urls)
+    assert any(
+        url.startswith("/d/qualitygate-gate-detail?") and "var-gate=${__data.fields.gate}" in url for url in urls
+    )
     detail = load("gate-detail.json")
     assert any(link["url"] == "/d/qualitygate-overview" and link["includeVars"] for link in detail["links"])
 

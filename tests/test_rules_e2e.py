@@ -9,10 +9,9 @@ import yaml
 
 from conftest import TESTDATA
 from rules_support import RULE_FILES, alertmanager_test_config, start_webhook_receiver
-from stack_support import have, promql, start_alertmanager, start_prometheus
+from stack_support import promql, start_alertmanager, start_prometheus
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(have("prometheus", "prometheus-alertmanager")),
-                                                   reason="prometheus or prometheus-alertmanager is not installed")]
+pytestmark = pytest.mark.slow
 
 
 def shortened_rules(directory: Path) -> list[Path]:

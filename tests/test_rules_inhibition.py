@@ -9,10 +9,9 @@ import pytest
 
 from conftest import wait_for
 from rules_support import alertmanager_test_config, start_webhook_receiver
-from stack_support import have, start_alertmanager
+from stack_support import start_alertmanager
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(have("prometheus-alertmanager")),
-                                                   reason="prometheus-alertmanager is not installed")]
+pytestmark = pytest.mark.slow
 
 GATE = {"job": "qualitygate", "tracker": "tools-automation", "phase": "core-infrastructure",
         "step": "core-stabilization"}

@@ -38,7 +38,7 @@ RECORDS = rules("record")
 
 
 def _id(rule: dict) -> str:
-    return f"{rule.get('alert') or rule['record']}/{rule['labels']['severity']}" if "alert" in rule else rule["record"]
+    return f"{rule['alert']}/{rule['labels']['severity']}" if "alert" in rule else rule["record"]
 
 
 def test_the_bundle_has_exactly_the_alerts_of_the_issue():

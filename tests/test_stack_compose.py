@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
 from stack_support import have
 
@@ -22,7 +21,12 @@ SERVICES = {"exporter", "prometheus", "alertmanager", "grafana"}
 def compose() -> dict:
     """The compose file as docker-compose resolves it (absolute mount sources, long syntax)."""
     result = subprocess.run(
-        ["docker-compose", "-f", "docker-compose.yml", "config"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        ["docker-compose", "-f", "docker-compose.yml", "config"],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)
@@ -42,7 +46,12 @@ def _volume(entry: str | dict) -> dict:
 
 def test_compose_config_is_valid():
     result = subprocess.run(
-        ["docker-compose", "-f", "docker-compose.yml", "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        ["docker-compose", "-f", "docker-compose.yml", "config", "-q"],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -103,8 +112,11 @@ def test_services_read_their_configs_where_they_are_mounted(compose):
 
     exporter_args = services["exporter"]["command"]
     assert f"--config.file={target_of('exporter', 'examples/stack-tracker.yml')}" in exporter_args
-    assert f"--storage.path=/var/lib/qualitygate/qualitygate.db" in exporter_args
-    assert f"--config.file={target_of('prometheus', 'deploy/prometheus/prometheus.yml')}" in services["prometheus"]["command"]
+    assert "--storage.path=/var/lib/qualitygate/qualitygate.db" in exporter_args
+    assert (
+        f"--config.file={target_of('prometheus', 'deploy/prometheus/prometheus.yml')}"
+        in services["prometheus"]["command"]
+    )
     alertmanager = target_of("alertmanager", "deploy/alertmanager/alertmanager.yml")
     assert f"--config.file={alertmanager}" in services["alertmanager"]["command"]
 
@@ -145,6 +157,7 @@ def test_stack_tracker_probes_the_stack_and_is_valid(compose):
     result = subprocess.run(
         [sys.executable, "-m", "exporter", "validate", "examples/stack-tracker.yml"],
         cwd=ROOT,
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,

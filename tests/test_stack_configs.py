@@ -6,7 +6,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from stack_support import RULES, SHIPPED_ALERTMANAGER, SHIPPED_PROMETHEUS, have, loopback_prometheus_config
 
 COMPOSE_TARGETS = {
@@ -19,13 +18,18 @@ COMPOSE_TARGETS = {
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     """Run a tool, bounded in time."""
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+    return subprocess.run(list(args), check=False, capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.skipif(bool(have("promtool")), reason="promtool is not installed")
 def test_shipped_prometheus_config_passes_promtool(tmp_path):
     config = loopback_prometheus_config(COMPOSE_TARGETS)
-    assert [job["job_name"] for job in config["scrape_configs"]] == ["qualitygate", "prometheus", "alertmanager", "grafana"]
+    assert [job["job_name"] for job in config["scrape_configs"]] == [
+        "qualitygate",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    ]
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     result = run("promtool", "check", "config", str(path))
@@ -39,7 +43,9 @@ def test_shipped_prometheus_config_passes_promtool(tmp_path):
 
 def test_shipped_prometheus_config_uses_compose_names_and_the_rules_job():
     config = yaml.safe_load(SHIPPED_PROMETHEUS.read_text())
-    targets = {job["job_name"]: [t for s in job["static_configs"] for t in s["targets"]] for job in config["scrape_configs"]}
+    targets = {
+        job["job_name"]: [t for s in job["static_configs"] for t in s["targets"]] for job in config["scrape_configs"]
+    }
     assert targets == {
         "qualitygate": ["exporter:9916"],
         "prometheus": ["localhost:9090"],

@@ -12,7 +12,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, free_port, start_serve
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -112,6 +111,7 @@ def test_the_package_builds_as_the_image_builds_it(tmp_path):
             shutil.copy2(ROOT / source, context / source)
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(context)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=300,
@@ -128,7 +128,10 @@ def test_the_package_builds_as_the_image_builds_it(tmp_path):
 def test_image_command_serves_and_healthcheck_sees_it(tmp_path):
     """Run the image's CMD (paths mapped to the repo) and the HEALTHCHECK command against it."""
     command = exec_form(dict(final_stage())["CMD"])
-    mapped = {"/etc/qualitygate/tracker.yml": str(ROOT / "examples/stack-tracker.yml"), "/var/lib/qualitygate": str(tmp_path)}
+    mapped = {
+        "/etc/qualitygate/tracker.yml": str(ROOT / "examples/stack-tracker.yml"),
+        "/var/lib/qualitygate": str(tmp_path),
+    }
     args = []
     for arg in command[1:]:
         for inside, outside in mapped.items():
@@ -140,16 +143,18 @@ def test_image_command_serves_and_healthcheck_sees_it(tmp_path):
     try:
         probe = [a.replace(":9916/", f":{served.port}/") for a in healthcheck_command()]
         assert probe[0] == "python" and any("/-/healthy" in a for a in probe)
-        healthy = subprocess.run([sys.executable, *probe[1:]], capture_output=True, text=True, timeout=30)
+        healthy = subprocess.run([sys.executable, *probe[1:]], check=False, capture_output=True, text=True, timeout=30)
         assert healthy.returncode == 0, healthy.stderr
     finally:
         served.stop()
     closed = [a.replace(":9916/", f":{free_port()}/") for a in healthcheck_command()]
-    unhealthy = subprocess.run([sys.executable, *closed[1:]], capture_output=True, text=True, timeout=30)
+    unhealthy = subprocess.run([sys.executable, *closed[1:]], check=False, capture_output=True, text=True, timeout=30)
     assert unhealthy.returncode != 0
 
 
 @pytest.mark.parametrize("flag", ["--config.file", "--storage.path"])
 def test_command_flags_are_the_cli_s(flag):
-    result = subprocess.run([sys.executable, "-m", "exporter", "serve", "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "serve", "--help"], check=False, capture_output=True, text=True, timeout=60
+    )
     assert flag in result.stdout

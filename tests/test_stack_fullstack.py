@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, free_port, start_serve, wait_for
 from stack_support import (
     SHIPPED_ALERTMANAGER,
@@ -27,7 +25,9 @@ from stack_support import (
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(bool(have("prometheus", "prometheus-alertmanager")), reason="prometheus or alertmanager missing"),
+    pytest.mark.skipif(
+        bool(have("prometheus", "prometheus-alertmanager")), reason="prometheus or alertmanager missing"
+    ),
 ]
 
 TRACKER = "fullstack"
@@ -177,7 +177,11 @@ def stack(tmp_path_factory) -> Stack:
         config = workdir / "tracker.yml"
         config.write_text(
             TRACKER_YAML.format(
-                tracker=TRACKER, prometheus=prometheus_port, alertmanager=alertmanager.port, flip=FLIP_GATE, marker=marker
+                tracker=TRACKER,
+                prometheus=prometheus_port,
+                alertmanager=alertmanager.port,
+                flip=FLIP_GATE,
+                marker=marker,
             )
         )
         exporter = start_serve(config, workdir)
@@ -205,8 +209,15 @@ def _wait_for_history(stack: Stack, marker: Path) -> None:
         answer = stack.query(expr)
         return answer["status"] == "success" and bool(answer["data"]["result"])
 
-    wait_for(lambda: seen(f"gate_passed{{{flip}}} == 1"), timeout=90, interval=0.5, what="the release gate passing in Prometheus")
-    wait_for(lambda: seen(f"gate_last_pass_timestamp_seconds{{{flip}}}"), timeout=60, interval=0.5, what="its last pass time")
+    wait_for(
+        lambda: seen(f"gate_passed{{{flip}}} == 1"),
+        timeout=90,
+        interval=0.5,
+        what="the release gate passing in Prometheus",
+    )
+    wait_for(
+        lambda: seen(f"gate_last_pass_timestamp_seconds{{{flip}}}"), timeout=60, interval=0.5, what="its last pass time"
+    )
     marker.unlink()
     wait_for(lambda: seen(f"gate_passed{{{flip}}} == 0"), timeout=60, interval=0.5, what="the release gate failing")
     # The PromQL gates error until Prometheus answers and has scraped: wait for them to settle.
@@ -218,7 +229,10 @@ def _wait_for_history(stack: Stack, marker: Path) -> None:
         what="every other gate passing",
     )
     wait_for(
-        lambda: seen(f'gate_probe_error{{tracker="{TRACKER}", gate="never-exported"}} == 1'), timeout=60, interval=0.5, what="a probe error"
+        lambda: seen(f'gate_probe_error{{tracker="{TRACKER}", gate="never-exported"}} == 1'),
+        timeout=60,
+        interval=0.5,
+        what="a probe error",
     )
     # Rates need two samples of every series inside the window.
     wait_for(
@@ -288,6 +302,8 @@ def test_dashboards_show_the_truth(stack):
 def test_shipped_rules_load_and_evaluate_without_failures(stack):
     rules = stack.value("sum(prometheus_rule_group_rules)")
     assert rules and rules[0][1] > 0
-    wait_for(lambda: stack.value("sum(prometheus_rule_evaluations_total)")[0][1] > 0, timeout=30, what="rule evaluations")
+    wait_for(
+        lambda: stack.value("sum(prometheus_rule_evaluations_total)")[0][1] > 0, timeout=30, what="rule evaluations"
+    )
     assert stack.value("sum(prometheus_rule_evaluation_failures_total)")[0][1] == 0
     assert stack.value("max(prometheus_notifications_alertmanagers_discovered)")[0][1] == 1

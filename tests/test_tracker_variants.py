@@ -178,7 +178,7 @@ def test_threshold_variants():
 _NAME = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40)
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(_NAME, _NAME), min_size=1, max_size=5), _NAME)
 def test_any_gate_text_gives_a_valid_config_or_a_clear_error(gates, title):
     text = f"# {title}\n\n### Step 1: {title}\n\n" + "\n".join(f"- [ ] {n}: {t}" for n, t in gates) + "\n"
@@ -191,3 +191,30 @@ def test_any_gate_text_gives_a_valid_config_or_a_clear_error(gates, title):
         parse_config(result.yaml_text, "fuzz.yml")
     except ConfigError as exc:  # pragma: no cover - the failure message is the point
         raise AssertionError(f"import produced an invalid config:\n{exc}\n---\n{result.yaml_text}") from None
+
+
+_LINE = st.one_of(
+    st.builds(lambda lvl, t: "#" * lvl + " " + t, st.integers(1, 6),
+              st.one_of(_NAME, st.builds(lambda n, t: f"Phase {n}: {t}", st.integers(0, 12), _NAME),
+                        st.builds(lambda n, t: f"Step {n}: {t}", st.integers(0, 12), _NAME),
+                        st.sampled_from(["Critical Gates (Must Pass)", "Important Gates", "Nice to Have"]))),
+    st.builds(lambda box, t: f"- [{box}] {t}", st.sampled_from(" xX"), _NAME),
+    st.builds(lambda k, v: f"**{k}**: {v}", st.sampled_from(["Team", "Status", "Automated Checks", "Phase",
+                                                              "Completion Date", "Quality Gates", "Other"]), _NAME),
+    st.sampled_from(["", "---", "```", "text", "- bullet", "<!-- c -->", "Title", "====="]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_LINE, min_size=1, max_size=25))
+def test_any_document_gives_a_valid_config_or_a_clear_error(lines):
+    try:
+        result = import_tracker("\n".join(lines))
+    except TrackerParseError as exc:
+        assert 1 <= exc.line <= len(lines) + 1 and exc.message
+        return
+    try:
+        parse_config(result.yaml_text, "fuzz.yml")
+    except ConfigError as exc:  # pragma: no cover - the failure message is the point
+        raise AssertionError(f"import produced an invalid config:\n{exc}\n---\n{result.yaml_text}") from None
+    assert len(result.summary_lines()) >= 5

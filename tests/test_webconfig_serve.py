@@ -10,7 +10,6 @@ import ssl
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +197,7 @@ def test_require_and_verify_client_cert(pki: PKI, tmp_path: Path, stopper):
     with pytest.raises(requests.exceptions.ConnectionError):  # signed by another CA
         requests.get(https(s, "/metrics"), verify=ca, cert=pki.path("stranger.pem"), timeout=5)
     r = requests.get(https(s, "/metrics"), verify=ca, cert=good, timeout=5)
-    assert r.status_code == 200 and "gate_passed" in r.text or "qualitygate_build_info" in r.text
+    assert r.status_code == 200 and "qualitygate_build_info" in r.text
     assert s.proc.poll() is None  # refused handshakes do not hurt the server
 
 
@@ -291,20 +290,3 @@ def test_http2_is_accepted_and_ignored_with_a_log_line(tmp_path: Path, stopper):
     stopper(s)
     assert "http2 is accepted for compatibility and ignored" in s.log()
     assert json.loads(requests.get(f"{s.url}/api/gates", timeout=5).text)["tracker"] == "sec"
-
-
-def test_a_slow_bcrypt_does_not_block_cached_scrapes(tmp_path: Path, stopper):
-    """Cost-12 hashes: the first check pays bcrypt, later scrapes are served from the cache."""
-    slow = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=12)).decode()
-    s = start_secure(tmp_path, f"basic_auth_users:\n  prometheus: {slow}\n",
-                     probe=lambda s: requests.get(f"{s.url}/-/healthy", auth=("prometheus", PASSWORD), timeout=30))
-    stopper(s)
-    t0 = time.monotonic()
-    for _ in range(20):
-        assert requests.get(f"{s.url}/metrics", auth=("prometheus", PASSWORD), timeout=30).status_code == 200
-    cached = time.monotonic() - t0
-    t0 = time.monotonic()
-    assert requests.get(f"{s.url}/metrics", auth=("prometheus", "wrong"), timeout=30).status_code == 401
-    one_bcrypt = time.monotonic() - t0
-    # Not a speed assertion: twenty cached checks cost less than one uncached one, on any machine.
-    assert cached < one_bcrypt * 20, (cached, one_bcrypt)

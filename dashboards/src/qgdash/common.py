@@ -25,7 +25,9 @@ PASS, FAIL, ERROR = 1, 0, 2
 
 def value_mappings(values: dict[int, tuple[str, str]]) -> list[model.ValueMapping]:
     """Value mappings from {number: (text, colour)}."""
-    results = {str(k): model.ValueMappingResult(text=t, color=c, index=i) for i, (k, (t, c)) in enumerate(values.items())}
+    results = {
+        str(k): model.ValueMappingResult(text=t, color=c, index=i) for i, (k, (t, c)) in enumerate(values.items())
+    }
     return [model.ValueMap(options=results)]
 
 
@@ -37,7 +39,9 @@ def status_expr(selector: str) -> str:
     return f"gate_passed{{{selector}}} + 2 * gate_probe_error{{{selector}}}"
 
 
-def query(expr: str, legend: str = "__auto", ref: str = "A", *, instant: bool = False, table: bool = False) -> prometheus.Dataquery:
+def query(
+    expr: str, legend: str = "__auto", ref: str = "A", *, instant: bool = False, table: bool = False
+) -> prometheus.Dataquery:
     """A Prometheus target on the dashboard's datasource variable."""
     target = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(DATASOURCE).legend_format(legend)
     if instant:
@@ -75,7 +79,9 @@ def rename(columns: dict[str, str], hide: list[str], order: list[str]) -> model.
 MERGE = model.DataTransformerConfig(id_val="merge", options={})
 
 
-def variables(*, gate: bool = False, instance: bool = False) -> list[dashboard.QueryVariable | dashboard.DatasourceVariable]:
+def variables(
+    *, gate: bool = False, instance: bool = False
+) -> list[dashboard.QueryVariable | dashboard.DatasourceVariable]:
     """The datasource, tracker, phase and tier variables, plus `gate` or `instance` when asked."""
     found: list[dashboard.QueryVariable | dashboard.DatasourceVariable] = [
         dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"),
@@ -87,12 +93,20 @@ def variables(*, gate: bool = False, instance: bool = False) -> list[dashboard.Q
         found.append(_query_variable("gate", "Gate", f"label_values(gate_info{{{GATES}}}, gate)"))
     if instance:
         found.append(
-            _query_variable("instance", "Exporter", f"label_values(tracker_completion_ratio{{{TRACKER}}}, instance)", every=True, regex_all=False)
+            _query_variable(
+                "instance",
+                "Exporter",
+                f"label_values(tracker_completion_ratio{{{TRACKER}}}, instance)",
+                every=True,
+                regex_all=False,
+            )
         )
     return found
 
 
-def _query_variable(name: str, label: str, expr: str, *, every: bool = False, regex_all: bool = True) -> dashboard.QueryVariable:
+def _query_variable(
+    name: str, label: str, expr: str, *, every: bool = False, regex_all: bool = True
+) -> dashboard.QueryVariable:
     variable = (
         dashboard.QueryVariable(name)
         .label(label)
@@ -137,7 +151,17 @@ def base(title: str, uid: str, description: str) -> dashboard.Dashboard:
     )
 
 
-LEGEND_TABLE = common.VizLegendOptions().display_mode(common_model.LegendDisplayMode.TABLE).placement(common_model.LegendPlacement.BOTTOM).show_legend(True)
-LEGEND_LIST = common.VizLegendOptions().display_mode(common_model.LegendDisplayMode.LIST).placement(common_model.LegendPlacement.BOTTOM).show_legend(True)
+LEGEND_TABLE = (
+    common.VizLegendOptions()
+    .display_mode(common_model.LegendDisplayMode.TABLE)
+    .placement(common_model.LegendPlacement.BOTTOM)
+    .show_legend(True)
+)
+LEGEND_LIST = (
+    common.VizLegendOptions()
+    .display_mode(common_model.LegendDisplayMode.LIST)
+    .placement(common_model.LegendPlacement.BOTTOM)
+    .show_legend(True)
+)
 STACKED = common.StackingConfig().mode(common_model.StackingMode.NORMAL)
 LAST = common.ReduceDataOptions().calcs(["lastNotNull"]).values(False)

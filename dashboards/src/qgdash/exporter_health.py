@@ -109,7 +109,11 @@ def _reload_time_stat() -> stat.Panel:
         .description("When the configuration was last loaded successfully.")
         .datasource(DATASOURCE)
         .with_target(
-            query(f"qualitygate_config_last_reload_success_timestamp_seconds{{{INSTANCE}}} * 1000", "{{instance}}", instant=True)
+            query(
+                f"qualitygate_config_last_reload_success_timestamp_seconds{{{INSTANCE}}} * 1000",
+                "{{instance}}",
+                instant=True,
+            )
         )
         .unit("dateTimeFromNow")
         .reduce_options(LAST)
@@ -123,6 +127,7 @@ def _reload_time_stat() -> stat.Panel:
 def _build_table() -> table.Panel:
     return (
         table.Panel()
+        .show_header(True)
         .id(4)
         .title("Build")
         .description("Version of each exporter instance and the Python it runs on.")
@@ -149,7 +154,9 @@ def _evaluations_rate() -> timeseries.Panel:
         .description("Gate evaluations per second across the selected gates, split into pass, fail and error.")
         .datasource(DATASOURCE)
         .with_target(
-            query(f"sum by (result) (rate(gate_evaluations_total{{{GATES}, {INSTANCE}}}[$__rate_interval]))", "{{result}}")
+            query(
+                f"sum by (result) (rate(gate_evaluations_total{{{GATES}, {INSTANCE}}}[$__rate_interval]))", "{{result}}"
+            )
         )
         .unit("ops")
         .min(0)
@@ -169,7 +176,9 @@ def _gates_by_status() -> timeseries.Panel:
         timeseries.Panel()
         .id(6)
         .title("Gates by status")
-        .description("How many gates pass, fail, error or are still pending (not yet evaluated), by the exporter's count.")
+        .description(
+            "How many gates pass, fail, error or are still pending (not yet evaluated), by the exporter's count."
+        )
         .datasource(DATASOURCE)
         .with_target(query(f'sum by (status) (tracker_gates{{{TRACKER}, tier=~"$tier", {INSTANCE}}})', "{{status}}"))
         .unit("none")
@@ -190,7 +199,9 @@ def _scheduler_lag() -> timeseries.Panel:
         timeseries.Panel()
         .id(7)
         .title("Scheduler lag")
-        .description("p99 over the last minute of how late evaluations start against their schedule; rising lag means an overloaded exporter.")
+        .description(
+            "p99 over the last minute of how late evaluations start against their schedule; rising lag means an overloaded exporter."
+        )
         .datasource(DATASOURCE)
         .with_target(query(f"qualitygate_scheduler_lag_seconds{{{INSTANCE}}}", "{{instance}}"))
         .unit("s")
@@ -264,4 +275,3 @@ def _open_fds() -> timeseries.Panel:
         .height(8)
         .span(8)
     )
-

@@ -51,7 +51,9 @@ def panels() -> list[object]:
         _status_stat(),
         _uptime_stat(),
         _timestamp_stat(3, "Last pass", "gate_last_pass_timestamp_seconds", "When the gate last passed."),
-        _timestamp_stat(4, "Last evaluation", "gate_last_evaluation_timestamp_seconds", "When the gate was last evaluated."),
+        _timestamp_stat(
+            4, "Last evaluation", "gate_last_evaluation_timestamp_seconds", "When the gate was last evaluated."
+        ),
         _info_table(),
         _value_vs_threshold(),
         _pass_history(),
@@ -65,7 +67,9 @@ def _status_stat() -> stat.Panel:
         stat.Panel()
         .id(1)
         .title("Status")
-        .description("The gate's status now: PASS, FAIL (measured, misses the expectation) or ERROR (could not measure).")
+        .description(
+            "The gate's status now: PASS, FAIL (measured, misses the expectation) or ERROR (could not measure)."
+        )
         .datasource(DATASOURCE)
         .with_target(query(status_expr(GATE), "{{gate}}"))
         .mappings(STATUS_MAPPINGS)
@@ -119,9 +123,12 @@ def _timestamp_stat(panel_id: int, title: str, metric: str, description: str) ->
 def _info_table() -> table.Panel:
     return (
         table.Panel()
+        .show_header(True)
         .id(5)
         .title("Gate")
-        .description("Where the gate sits in the plan: title, team, phase, step, tier, and the exporter that probes it.")
+        .description(
+            "Where the gate sits in the plan: title, team, phase, step, tier, and the exporter that probes it."
+        )
         .datasource(DATASOURCE)
         .with_target(query(f"gate_info{{{GATE}}}", ref="A", instant=True, table=True))
         .with_transformation(
@@ -154,7 +161,9 @@ def _value_vs_threshold() -> timeseries.Panel:
         .legend(LEGEND_LIST)
         .override_by_name(
             "threshold",
-            override(color={"mode": "fixed", "fixedColor": "red"}, custom__lineStyle={"fill": "dash", "dash": [10, 10]}),
+            override(
+                color={"mode": "fixed", "fixedColor": "red"}, custom__lineStyle={"fill": "dash", "dash": [10, 10]}
+            ),
         )
         .height(9)
         .span(12)
@@ -166,7 +175,9 @@ def _pass_history() -> statetimeline.Panel:
         statetimeline.Panel()
         .id(7)
         .title("Pass history")
-        .description("The gate's status over the time range: green PASS, red FAIL, orange ERROR; gaps are pending or absent.")
+        .description(
+            "The gate's status over the time range: green PASS, red FAIL, orange ERROR; gaps are pending or absent."
+        )
         .datasource(DATASOURCE)
         .with_target(query(status_expr(GATE), "{{gate}}"))
         .mappings(STATUS_MAPPINGS)

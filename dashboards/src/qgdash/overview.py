@@ -188,6 +188,7 @@ def _completion_over_time() -> timeseries.Panel:
 def _gate_table() -> table.Panel:
     return (
         table.Panel()
+        .show_header(True)
         .id(6)
         .title("Gates")
         .description(
@@ -195,7 +196,9 @@ def _gate_table() -> table.Panel:
             "of its first condition, in base units (seconds, ratios 0..1, bytes). Click a gate for its detail."
         )
         .datasource(DATASOURCE)
-        .with_target(query(f"max by ({GATE_LABELS}, title, team) (gate_info{{{GATES}}})", ref="A", instant=True, table=True))
+        .with_target(
+            query(f"max by ({GATE_LABELS}, title, team) (gate_info{{{GATES}}})", ref="A", instant=True, table=True)
+        )
         .with_target(query(f"max by ({GATE_LABELS}) ({status_expr(GATES)})", ref="B", instant=True, table=True))
         .with_target(query(f"max by ({GATE_LABELS}) (gate_value{{{GATES}}})", ref="C", instant=True, table=True))
         .with_target(query(f"max by ({GATE_LABELS}) (gate_threshold{{{GATES}}})", ref="D", instant=True, table=True))
@@ -226,6 +229,7 @@ def _blockers_table() -> table.Panel:
     stuck = f"on (tracker, phase, step, gate) (gate_passed{{{BLOCKING}}} == 0)"
     return (
         table.Panel()
+        .show_header(True)
         .id(7)
         .title("Blockers")
         .description(
@@ -234,7 +238,14 @@ def _blockers_table() -> table.Panel:
         )
         .datasource(DATASOURCE)
         .with_target(query(f"max by ({GATE_LABELS}) ({status_expr(BLOCKING)}) != 1", ref="A", instant=True, table=True))
-        .with_target(query(f"max by ({GATE_LABELS}, title) (gate_info{{{BLOCKING}}}) and {stuck}", ref="B", instant=True, table=True))
+        .with_target(
+            query(
+                f"max by ({GATE_LABELS}, title) (gate_info{{{BLOCKING}}}) and {stuck}",
+                ref="B",
+                instant=True,
+                table=True,
+            )
+        )
         .with_target(
             query(
                 f"max by ({GATE_LABELS}) (gate_last_pass_timestamp_seconds{{{BLOCKING}}} > 0) * 1000 and {stuck}",
@@ -253,7 +264,9 @@ def _blockers_table() -> table.Panel:
         )
         .unit("short")
         .no_value("No blockers")
-        .override_by_name("Status", override(mappings=STATUS_MAPPINGS, custom__cellOptions={"type": "color-background"}))
+        .override_by_name(
+            "Status", override(mappings=STATUS_MAPPINGS, custom__cellOptions={"type": "color-background"})
+        )
         .override_by_name("Last pass", override(unit="dateTimeFromNow"))
         .override_by_name("gate", override(links=[{"title": "Gate detail", "url": DETAIL_URL}]))
         .sort_by([_sort("tier")])
@@ -267,7 +280,9 @@ def _status_timeline() -> statetimeline.Panel:
         statetimeline.Panel()
         .id(8)
         .title("Gate status over time")
-        .description("Every gate's status over the time range: green PASS, red FAIL, orange ERROR; gaps are pending or absent.")
+        .description(
+            "Every gate's status over the time range: green PASS, red FAIL, orange ERROR; gaps are pending or absent."
+        )
         .datasource(DATASOURCE)
         .with_target(query(status_expr(GATES), "{{phase}} / {{gate}}"))
         .mappings(STATUS_MAPPINGS)
