@@ -16,6 +16,7 @@ from exporter.evaluate import evaluate
 from exporter.expect import format_number
 from exporter.model import PASS, Result
 from exporter.probes import ProbeContext
+from exporter.probes.http import new_session
 from exporter.state import State
 from exporter.status import progress_status
 
@@ -66,8 +67,7 @@ async def run_check(config: Config, concurrency: int = 32, history: Any = None) 
 
     def session(insecure: bool) -> aiohttp.ClientSession:
         if insecure not in sessions:
-            sessions[insecure] = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(force_close=True, limit=concurrency, ssl=False if insecure else True))
+            sessions[insecure] = new_session(insecure)
         return sessions[insecure]
 
     async def one(gate: Gate) -> Result:

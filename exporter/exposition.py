@@ -1,15 +1,29 @@
-"""/metrics: the Prometheus text format (and OpenMetrics), rendered incrementally.
+"""/metrics: the Prometheus text format (and OpenMetrics, and gzip), rendered incrementally and cached.
 
-Each gate's sample lines are rendered when its state changes (at most once per evaluation), and
-kept per metric family in gate order; a scrape only joins the kept lines and renders the few
-aggregate series. That keeps a scrape of thousands of gates cheap (see bench/ and issue 7).
+A scrape of 10,000 gates must cost milliseconds, not the seconds a registry of labelled metrics
+takes (bench/, docs/performance.md). So:
+
+- every gate has a fixed position (config order) and a label block rendered once per config;
+- an evaluation re-renders only that gate's changing lines, as bytes, and marks dirty only the
+  pieces whose bytes changed; static families (threshold, interval, objective, info) are
+  rendered once per config;
+- each family's lines are cut into pieces of CHUNK gates; a piece's joined bytes, its raw-deflate
+  form and CRC-32 are kept until one of its gates changes, and a family's joined section likewise,
+  so a scrape joins cached sections and a gzip scrape concatenates cached deflate blocks into
+  one valid gzip member (each block ends in a sync flush, as pigz does);
+- the aggregate families are counters kept up to date when a gate's status changes;
+- only the small tail (self metrics and the default registry's process metrics) is rendered and
+  compressed per scrape.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import platform
+import struct
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -24,6 +38,8 @@ from exporter.state import GateState, State
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+CHUNK = 64  # gates per cached piece: small enough that a few evaluations dirty little, large enough to compress
+GZIP_LEVEL = 1  # only dirty pieces are compressed per scrape; level 1 keeps the worst case (everything changed) low
 
 
 @dataclass(frozen=True)
@@ -55,11 +71,13 @@ GATE_FAMILIES = (
     Family("gate_uptime_ratio", "gauge", "Fraction of the gate's evaluations that passed over the tracker's uptime_window."),
     Family("gate_info", "gauge", "Human names of a gate, for dashboards; always 1."),
 )
-_F = {f.name: f for f in GATE_FAMILIES}
+(_PASSED, _ERROR, _VALUE, _THRESHOLD, _DURATION, _INTERVAL, _OBJECTIVE, _LAST_EVAL, _LAST_PASS, _EVALS, _UPTIME,
+ _INFO) = range(len(GATE_FAMILIES))
 STEP = Family("step_completion_ratio", "gauge", "Fraction of the step's gates that pass.")
 PHASE = Family("phase_completion_ratio", "gauge", "Fraction of the phase's gates that pass.")
 TRACKER = Family("tracker_completion_ratio", "gauge", "Fraction of all the tracker's gates that pass.")
 COUNTS = Family("tracker_gates", "gauge", "Number of gates by tier and status.")
+STATUSES = (PASS, FAIL, ERROR, PENDING)
 
 
 def escape(value: str) -> str:
@@ -82,119 +100,268 @@ def gate_labels(gate: Gate) -> str:
             f'gate="{escape(gate.id)}",tier="{escape(gate.tier)}"')
 
 
+# --- gzip from cached pieces ---------------------------------------------------------------------
+
+def _load_crc32_combine() -> Callable[[int, int, int], int] | None:
+    # zlib's crc32_combine is not in Python's zlib module; the C library it links has it.
+    try:
+        fn = ctypes.CDLL("libz.so.1").crc32_combine
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_ulong, ctypes.c_ulong, ctypes.c_long)
+    fn.restype = ctypes.c_ulong
+    return fn
+
+
+_CRC32_COMBINE = _load_crc32_combine()
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
+
+
+def deflate_block(data: bytes) -> bytes:
+    """Raw deflate of `data` ending in a sync flush: blocks like this concatenate into one stream."""
+    co = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
+    return co.compress(data) + co.flush(zlib.Z_SYNC_FLUSH)
+
+
+class _Blob:
+    """Bytes with their deflate block and CRC-32, both computed on first use."""
+
+    __slots__ = ("data", "_z", "_crc")
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self._z: bytes | None = None
+        self._crc: int | None = None
+
+    @property
+    def z(self) -> bytes:
+        """The deflate block."""
+        if self._z is None:
+            self._z = deflate_block(self.data)
+        return self._z
+
+    @property
+    def crc(self) -> int:
+        """CRC-32 of the data."""
+        if self._crc is None:
+            self._crc = zlib.crc32(self.data)
+        return self._crc
+
+
+def _combine(parts: list[_Blob]) -> _Blob:
+    """One blob from several: joined data, concatenated deflate blocks, combined CRC (all lazily cheap)."""
+    blob = _Blob(b"".join(p.data for p in parts))
+    blob._z = b"".join(p.z for p in parts)
+    if _CRC32_COMBINE is not None:
+        crc = 0
+        for p in parts:
+            crc = _CRC32_COMBINE(crc, p.crc, len(p.data)) if crc or p.data else p.crc
+        blob._crc = crc
+    return blob
+
+
+def gzip_member(body: _Blob, tail: bytes) -> bytes:
+    """A gzip file of body + tail: cached deflate blocks, then the tail compressed as the final block."""
+    co = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
+    end = co.compress(tail) + co.flush(zlib.Z_FINISH)
+    size = len(body.data) + len(tail)
+    crc = zlib.crc32(tail, body.crc)
+    return b"".join((_GZIP_HEADER, body.z, end, struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)))
+
+
+# --- the exposition --------------------------------------------------------------------------------
+
 class Exposition:
     """Keeps rendered per-gate lines current and renders a whole scrape on demand."""
 
     def __init__(self, extra: Callable[[bool], Iterable[str]] | None = None, registry: CollectorRegistry | None = REGISTRY):
-        self._lines: dict[str, dict[tuple[str, str], str]] = {f.name: {} for f in GATE_FAMILIES}
-        self._trackers: list[tuple[Config, State]] = []
-        self._objectives: dict[tuple[str, str], float] = {}
         self._extra = extra
         self._registry = registry
         self.last_render_seconds = 0.0
+        self._headers = {om: [_Blob(f.header(om).encode()) for f in GATE_FAMILIES] for om in (False, True)}
+        self.set_trackers([])
 
     def set_trackers(self, trackers: list[tuple[Config, State]]) -> None:
         """Rebuild every gate's lines for a new set of configs (start and reload)."""
         self._trackers = list(trackers)
-        self._lines = {f.name: {} for f in GATE_FAMILIES}
-        self._objectives = {}
-        for config, state in self._trackers:
+        objectives: dict[tuple[str, str], float] = {}
+        for config, _ in self._trackers:
             for gid, ratio in config.objectives().items():
-                self._objectives[(config.tracker, gid)] = ratio
+                objectives[(config.tracker, gid)] = ratio
+        gates = [g for config, _ in self._trackers for g in config.gates]
+        n = len(gates)
+        self._pos = {(g.tracker, g.id): i for i, g in enumerate(gates)}
+        self._labels = [gate_labels(g) for g in gates]
+        self._lines: list[list[bytes]] = [[b""] * n for _ in GATE_FAMILIES]
+        self._pieces: list[list[_Blob | None]] = [[None] * ((n + CHUNK - 1) // CHUNK) for _ in GATE_FAMILIES]
+        self._sections: dict[tuple[int, bool], _Blob] = {}  # (family, openmetrics) -> header + pieces
+        self._bodies: dict[bool, _Blob] = {}  # openmetrics -> every section and the aggregates
+        self._aggregates: dict[bool, _Blob] = {}
+        self._build_aggregates()
+        for i, gate in enumerate(gates):
+            labels = self._labels[i]
+            th = gate.threshold
+            obj = objectives.get((gate.tracker, gate.id))
+            self._lines[_THRESHOLD][i] = b"" if th is None else f"gate_threshold{{{labels}}} {fmt(th)}\n".encode()
+            self._lines[_INTERVAL][i] = f"gate_interval_seconds{{{labels}}} {fmt(gate.interval)}\n".encode()
+            self._lines[_OBJECTIVE][i] = b"" if obj is None else f"gate_objective_ratio{{{labels}}} {fmt(obj)}\n".encode()
+            self._lines[_INFO][i] = (f'gate_info{{{labels},title="{escape(gate.title)}",'
+                                     f'team="{escape(gate.team)}"}} 1.0\n').encode()
+        now = time.time()
         for config, state in self._trackers:
             for gate in config.gates:
-                self.update(gate, state.get(gate.id), config.uptime_window)
+                self.update(gate, state.get(gate.id), config.uptime_window, now)
 
     def update(self, gate: Gate, st: GateState, uptime_window: float, now: float | None = None) -> None:
-        """Re-render one gate's lines from its state (called after each evaluation)."""
-        key = (gate.tracker, gate.id)
-        labels = gate_labels(gate)
-        lines = self._lines
+        """Re-render one gate's changing lines from its state (called after each evaluation)."""
+        i = self._pos.get((gate.tracker, gate.id))
+        if i is None:
+            return  # not (or no longer) configured: a late result of a removed gate
+        labels = self._labels[i]
         r = st.result
-
-        def put(family: str, line: str | None) -> None:
-            if line is None:
-                lines[family].pop(key, None)
-            else:
-                lines[family][key] = line
-
+        new: list[tuple[int, bytes]] = []
         if r is None:
-            for name in ("gate_passed", "gate_probe_error", "gate_value", "gate_evaluation_duration_seconds",
-                         "gate_last_evaluation_timestamp_seconds"):
-                put(name, None)
+            new += [(_PASSED, b""), (_ERROR, b""), (_VALUE, b""), (_DURATION, b""), (_LAST_EVAL, b"")]
         else:
-            put("gate_passed", f"gate_passed{{{labels}}} {1.0 if r.outcome == PASS else 0.0}\n")
-            put("gate_probe_error", f"gate_probe_error{{{labels}}} {1.0 if r.outcome == ERROR else 0.0}\n")
             v = r.value
-            put("gate_value", None if v is None else f"gate_value{{{labels}}} {fmt(v)}\n")
-            put("gate_evaluation_duration_seconds", f"gate_evaluation_duration_seconds{{{labels}}} {fmt(r.duration)}\n")
-            put("gate_last_evaluation_timestamp_seconds",
-                f"gate_last_evaluation_timestamp_seconds{{{labels}}} {fmt(r.started)}\n")
-        th = gate.threshold
-        put("gate_threshold", None if th is None else f"gate_threshold{{{labels}}} {fmt(th)}\n")
-        put("gate_interval_seconds", f"gate_interval_seconds{{{labels}}} {fmt(gate.interval)}\n")
-        obj = self._objectives.get(key)
-        put("gate_objective_ratio", None if obj is None else f"gate_objective_ratio{{{labels}}} {fmt(obj)}\n")
-        put("gate_last_pass_timestamp_seconds",
-            None if st.last_pass is None else f"gate_last_pass_timestamp_seconds{{{labels}}} {fmt(st.last_pass)}\n")
-        put("gate_evaluations_total", "".join(
-            f'gate_evaluations_total{{{labels},result="{o}"}} {fmt(st.counts[o])}\n' for o in OUTCOMES))
+            new += [
+                (_PASSED, f"gate_passed{{{labels}}} {1.0 if r.outcome == PASS else 0.0}\n".encode()),
+                (_ERROR, f"gate_probe_error{{{labels}}} {1.0 if r.outcome == ERROR else 0.0}\n".encode()),
+                (_VALUE, b"" if v is None else f"gate_value{{{labels}}} {fmt(v)}\n".encode()),
+                (_DURATION, f"gate_evaluation_duration_seconds{{{labels}}} {fmt(r.duration)}\n".encode()),
+                (_LAST_EVAL, f"gate_last_evaluation_timestamp_seconds{{{labels}}} {fmt(r.started)}\n".encode()),
+            ]
+        lp = st.last_pass
+        new.append((_LAST_PASS, b"" if lp is None else f"gate_last_pass_timestamp_seconds{{{labels}}} {fmt(lp)}\n".encode()))
+        c = st.counts
+        new.append((_EVALS, "".join(f'gate_evaluations_total{{{labels},result="{o}"}} {fmt(c[o])}\n'
+                                    for o in OUTCOMES).encode()))
         passed, total = st.uptime(uptime_window, time.time() if now is None else now)
-        put("gate_uptime_ratio", None if total == 0 else f"gate_uptime_ratio{{{labels}}} {fmt(passed / total)}\n")
-        put("gate_info", f'gate_info{{{labels},title="{escape(gate.title)}",team="{escape(gate.team)}"}} 1.0\n')
+        new.append((_UPTIME, b"" if total == 0 else f"gate_uptime_ratio{{{labels}}} {fmt(passed / total)}\n".encode()))
+        chunk = i // CHUNK
+        for fam, line in new:
+            lines = self._lines[fam]
+            if lines[i] != line:
+                lines[i] = line
+                self._dirty(fam, chunk)
+        status = st.status
+        old = self._status[i]
+        if status != old:
+            self._status[i] = status
+            self._count(i, old, -1)
+            self._count(i, status, +1)
+            self._aggregates.clear()
+            self._bodies.clear()
 
-    def render(self, openmetrics: bool = False) -> bytes:
-        """A whole scrape."""
+    def _dirty(self, fam: int, chunk: int) -> None:
+        if self._pieces[fam][chunk] is not None:
+            self._pieces[fam][chunk] = None
+            self._sections.pop((fam, False), None)
+            self._sections.pop((fam, True), None)
+            self._bodies.clear()
+
+    # --- rendering ---------------------------------------------------------------------------
+
+    def render(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
+        """A whole scrape: the text format (or OpenMetrics), gzip-compressed if asked."""
         t0 = time.perf_counter()
-        out: list[str] = []
-        for fam in GATE_FAMILIES:
-            out.append(fam.header(openmetrics))
-            out.extend(self._lines[fam.name].values())
-        out.extend(self._aggregates(openmetrics))
-        if self._extra:
-            out.extend(self._extra(openmetrics))
-        body = "".join(out).encode()
-        if self._registry is not None:
-            if openmetrics:
-                body += generate_openmetrics(self._registry)  # ends with "# EOF"
-            else:
-                body += generate_latest(self._registry)
-        elif openmetrics:
-            body += b"# EOF\n"
+        body = self._body(openmetrics)
+        tail = self._tail(openmetrics)
+        out = gzip_member(body, tail) if gzip else body.data + tail
         self.last_render_seconds = time.perf_counter() - t0
+        return out
+
+    def _body(self, om: bool) -> _Blob:
+        body = self._bodies.get(om)
+        if body is None:
+            parts = [self._section(fam, om) for fam in range(len(GATE_FAMILIES))]
+            parts.append(self._aggregate_blob(om))
+            body = self._bodies[om] = _combine(parts)
         return body
 
-    def _aggregates(self, openmetrics: bool) -> list[str]:
-        steps, phases, trackers, counts = [], [], [], []
-        for config, state in self._trackers:
-            t = escape(config.tracker)
-            tally = {(tier, s): 0 for tier in TIERS for s in (PASS, FAIL, ERROR, PENDING)}
+    def _section(self, fam: int, om: bool) -> _Blob:
+        section = self._sections.get((fam, om))
+        if section is None:
+            pieces = self._pieces[fam]
+            lines = self._lines[fam]
+            for c, piece in enumerate(pieces):
+                if piece is None:
+                    pieces[c] = _Blob(b"".join(lines[c * CHUNK:(c + 1) * CHUNK]))
+            section = self._sections[(fam, om)] = _combine([self._headers[om][fam], *pieces])  # type: ignore[list-item]
+        return section
+
+    def _tail(self, om: bool) -> bytes:
+        tail = "".join(self._extra(om)).encode() if self._extra else b""
+        if self._registry is not None:
+            tail += generate_openmetrics(self._registry) if om else generate_latest(self._registry)
+        elif om:
+            tail += b"# EOF\n"
+        return tail
+
+    # --- aggregates ----------------------------------------------------------------------------
+
+    def _build_aggregates(self) -> None:
+        """Index every gate's step, phase and tracker, and count statuses from scratch."""
+        n = len(self._labels)
+        self._status: list[str] = [PENDING] * n
+        self._steps: list[tuple[str, int]] = []  # (rendered labels, gates) per step with gates
+        self._phases: list[tuple[str, int]] = []
+        self._tracker_labels: list[str] = []
+        self._step_of = [0] * n
+        self._phase_of = [0] * n
+        self._tracker_of = [0] * n
+        self._tier_of = [""] * n
+        i = 0
+        for t, (config, _) in enumerate(self._trackers):
+            tl = escape(config.tracker)
+            self._tracker_labels.append(tl)
             for phase in config.phases:
                 p = escape(phase.id)
-                phase_pass = phase_total = 0
+                first = i
                 for step in phase.steps:
-                    passed = 0
+                    if not step.gates:
+                        continue
                     for g in step.gates:
-                        st = state.gates.get(g.id)
-                        status = st.status if st else PENDING
-                        tally[(g.tier, status)] += 1
-                        passed += status == PASS
-                    if step.gates:
-                        steps.append(f'step_completion_ratio{{tracker="{t}",phase="{p}",step="{escape(step.id)}"}} '
-                                     f"{fmt(passed / len(step.gates))}\n")
-                    phase_pass += passed
-                    phase_total += len(step.gates)
-                if phase_total:
-                    phases.append(f'phase_completion_ratio{{tracker="{t}",phase="{p}"}} {fmt(phase_pass / phase_total)}\n')
-            total = sum(tally.values())
-            if total:
-                passed_all = sum(n for (_, s), n in tally.items() if s == PASS)
-                trackers.append(f'tracker_completion_ratio{{tracker="{t}"}} {fmt(passed_all / total)}\n')
-            for (tier, s), n in tally.items():
-                counts.append(f'tracker_gates{{tracker="{t}",tier="{tier}",status="{s}"}} {fmt(n)}\n')
-        out = [STEP.header(openmetrics), *steps, PHASE.header(openmetrics), *phases,
-               TRACKER.header(openmetrics), *trackers, COUNTS.header(openmetrics), *counts]
-        return out
+                        self._step_of[i], self._phase_of[i], self._tracker_of[i], self._tier_of[i] = (
+                            len(self._steps), len(self._phases), t, g.tier)
+                        i += 1
+                    self._steps.append((f'tracker="{tl}",phase="{p}",step="{escape(step.id)}"', len(step.gates)))
+                if i > first:
+                    self._phases.append((f'tracker="{tl}",phase="{p}"', i - first))
+        self._step_pass = [0] * len(self._steps)
+        self._phase_pass = [0] * len(self._phases)
+        self._tally = [{(tier, s): 0 for tier in TIERS for s in STATUSES} for _ in self._trackers]
+        for i in range(n):
+            self._count(i, PENDING, +1)
+
+    def _count(self, i: int, status: str, delta: int) -> None:
+        if status == PASS:
+            self._step_pass[self._step_of[i]] += delta
+            self._phase_pass[self._phase_of[i]] += delta
+        self._tally[self._tracker_of[i]][(self._tier_of[i], status)] += delta
+
+    def _aggregate_blob(self, om: bool) -> _Blob:
+        blob = self._aggregates.get(om)
+        if blob is None:
+            out = [STEP.header(om)]
+            out += [f"step_completion_ratio{{{labels}}} {fmt(self._step_pass[k] / n)}\n"
+                    for k, (labels, n) in enumerate(self._steps)]
+            out.append(PHASE.header(om))
+            out += [f"phase_completion_ratio{{{labels}}} {fmt(self._phase_pass[k] / n)}\n"
+                    for k, (labels, n) in enumerate(self._phases)]
+            out.append(TRACKER.header(om))
+            for t, tl in enumerate(self._tracker_labels):
+                tally = self._tally[t]
+                total = sum(tally.values())
+                if total:
+                    passed = sum(n for (_, s), n in tally.items() if s == PASS)
+                    out.append(f'tracker_completion_ratio{{tracker="{tl}"}} {fmt(passed / total)}\n')
+            out.append(COUNTS.header(om))
+            for t, tl in enumerate(self._tracker_labels):
+                out += [f'tracker_gates{{tracker="{tl}",tier="{tier}",status="{s}"}} {fmt(n)}\n'
+                        for (tier, s), n in self._tally[t].items()]
+            blob = self._aggregates[om] = _Blob("".join(out).encode())
+        return blob
 
 
 def build_info_lines(openmetrics: bool) -> list[str]:

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import os
 import logging
-import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from exporter.exposition import Exposition, Family, build_info_lines, simple
 from exporter.log import kv
 from exporter.model import Result
 from exporter.probes import ProbeContext
+from exporter.probes.http import new_session
 from exporter.scheduler import Scheduler
 from exporter.schema import ConfigError, Issue
 from exporter.sharding import shard_config
@@ -203,10 +203,8 @@ class Runtime:
     def _session(self, insecure: bool) -> aiohttp.ClientSession:
         session = self._sessions.get(insecure)
         if session is None or session.closed:
-            ctx: ssl.SSLContext | bool = False if insecure else True
-            # A fresh connection per probe: reusing one would hide a server that accepts no new ones.
-            connector = aiohttp.TCPConnector(force_close=True, limit=self.max_concurrency, ssl=ctx)
-            session = self._sessions[insecure] = aiohttp.ClientSession(connector=connector)
+            # One shared session per TLS mode; each probe still opens a fresh connection (see http.py).
+            session = self._sessions[insecure] = new_session(insecure)
         return session
 
     def _make_ctx(self, gate: Gate) -> ProbeContext:

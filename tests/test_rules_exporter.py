@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import wait_for
 from rules_support import PROMETHEUS_METRICS, metric_names, rules, template_metric_names
+
+pytestmark = pytest.mark.slow
 
 # Every kind of series the rules read: a passing gate observed by an uptime gate (objective), a
 # failing gate with a threshold, an erring gate (command not found).

@@ -156,7 +156,7 @@ def test_no_request_data_reaches_a_command_query_probe_or_file(tmp_path: Path, r
             reply = raw_request(s.port, f"{method} {path} HTTP/1.1")
             sent += 1
             status = int(reply.split(b" ", 2)[1])
-            assert status in (400, 403, 404, 405, 409, 415), (method, path, reply[:200])
+            assert status == 404 if method == "GET" else status in (404, 405), (method, path, reply[:200])
             assert b"root:x:0:0" not in reply and b"def parse_config" not in reply
     # the XSS probe: a reflected tracker name is escaped, never raw markup
     r = requests.get(f"{s.url}/", params={"tracker": f"<script>{m}</script>"}, timeout=10)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
+from exporter.probes.reports import display_path
 from exporter.schema import FilePath, opt
 
 
@@ -19,12 +20,13 @@ class FileSpec:
 
 async def probe(spec: FileSpec, ctx: ProbeContext) -> Measurement:
     """Stat the file; a missing file is a fail (the claim "the file exists" is false)."""
+    shown = display_path(spec.path, ctx.base_dir)
     try:
         st = os.stat(spec.path)
     except FileNotFoundError:
-        return Measurement({}, ok=False, message=f"{spec.path}: no such file")
+        return Measurement({}, ok=False, message=f"{shown}: no such file")
     except OSError as exc:
-        raise ProbeError(f"{spec.path}: {exc.strerror}") from None
+        raise ProbeError(f"{shown}: {exc.strerror}") from None
     now = ctx.now() if ctx.now else time.time()
     age = max(0.0, now - st.st_mtime)
     return Measurement({"value": age, "age": age, "size": float(st.st_size)})

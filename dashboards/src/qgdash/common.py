@@ -65,13 +65,15 @@ def override(**properties: object) -> list[model.DynamicConfigValue]:
 
 
 def rename(columns: dict[str, str], hide: list[str], order: list[str]) -> model.DataTransformerConfig:
-    """An `organize` transformation: rename, hide and order table columns."""
+    """An `organize` transformation: rename, hide and order (by their new names) table columns."""
+    # Grafana orders and hides by the original field names, before renaming.
+    original = {new: old for old, new in columns.items()}
     return model.DataTransformerConfig(
         id_val="organize",
         options={
             "renameByName": columns,
             "excludeByName": {name: True for name in hide},
-            "indexByName": {name: i for i, name in enumerate(order)},
+            "indexByName": {original.get(name, name): i for i, name in enumerate(order)},
         },
     )
 
