@@ -307,27 +307,27 @@ class Exposition:
         self._steps: list[tuple[str, int]] = []  # (rendered labels, gates) per step with gates
         self._phases: list[tuple[str, int]] = []
         self._tracker_labels: list[str] = []
-        self._step_of = [0] * n
-        self._phase_of = [0] * n
-        self._tracker_of = [0] * n
+        self._step_of = [-1] * n  # -1: a gate outside every step (not counted, as before)
+        self._phase_of = [-1] * n
+        self._tracker_of = [-1] * n
         self._tier_of = [""] * n
-        i = 0
         for t, (config, _) in enumerate(self._trackers):
             tl = escape(config.tracker)
             self._tracker_labels.append(tl)
             for phase in config.phases:
                 p = escape(phase.id)
-                first = i
+                in_phase = 0
                 for step in phase.steps:
                     if not step.gates:
                         continue
                     for g in step.gates:
+                        i = self._pos[(config.tracker, g.id)]
                         self._step_of[i], self._phase_of[i], self._tracker_of[i], self._tier_of[i] = (
                             len(self._steps), len(self._phases), t, g.tier)
-                        i += 1
+                    in_phase += len(step.gates)
                     self._steps.append((f'tracker="{tl}",phase="{p}",step="{escape(step.id)}"', len(step.gates)))
-                if i > first:
-                    self._phases.append((f'tracker="{tl}",phase="{p}"', i - first))
+                if in_phase:
+                    self._phases.append((f'tracker="{tl}",phase="{p}"', in_phase))
         self._step_pass = [0] * len(self._steps)
         self._phase_pass = [0] * len(self._phases)
         self._tally = [{(tier, s): 0 for tier in TIERS for s in STATUSES} for _ in self._trackers]
@@ -335,6 +335,8 @@ class Exposition:
             self._count(i, PENDING, +1)
 
     def _count(self, i: int, status: str, delta: int) -> None:
+        if self._tracker_of[i] < 0:
+            return
         if status == PASS:
             self._step_pass[self._step_of[i]] += delta
             self._phase_pass[self._phase_of[i]] += delta

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter import statuspage
+from exporter import badge_routes, statuspage
 from exporter.attest import attestation_handler
 from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporter.runtime import Runtime
@@ -37,6 +37,7 @@ def make_app(runtime: Runtime, *, lifecycle: bool = False, middlewares: list[Any
     app.router.add_get("/api/gates/{id}", gate_detail)
     app.router.add_post("/api/gates/{id}/attestations", attestation_handler(runtime))
     statuspage.add_routes(app, RUNTIME)  # GET /, /gates/{id}, /assets/*
+    badge_routes.add_routes(app, RUNTIME)  # GET /badge/tracker.svg, /badge/phase/{id}.svg, /badge/gate/{id}.svg
     return app
 
 

@@ -91,3 +91,78 @@ def test_status_badges():
     assert COLORS["red"] in [r.get("fill") for r in gate.iter(f"{SVG}rect")]
     assert phase_badge(status, "nope") is None and gate_badge(status, "nope") is None
     assert texts(parse(tracker_badge({**status, "gates": []})))[2] == "no gates"
+
+
+# --- the HTTP routes, against a real runtime ----------------------------------------------------
+
+TRACKER = """
+tracker: {name}
+title: Badges {name}
+defaults: {{interval: 1s, timeout: 500ms}}
+phases:
+  - id: build
+    title: Build & ship
+    steps:
+      - id: artifacts
+        gates:
+          - id: {name}-present
+            title: Present
+            file: {{path: present.txt}}
+          - id: shared-absent
+            title: Absent
+            file: {{path: absent.txt}}
+"""
+
+
+@pytest.fixture
+async def badge_client(aiohttp_client, tmp_path):
+    import asyncio
+
+    from exporter.runtime import Runtime, load_configs
+    from exporter.web import make_app
+
+    (tmp_path / "present.txt").write_text("x", encoding="utf-8")
+    paths = []
+    for name in ("alpha", "beta"):
+        path = tmp_path / f"{name}.yml"
+        path.write_text(TRACKER.format(name=name), encoding="utf-8")
+        paths.append(str(path))
+    runtime = Runtime(paths)
+    await runtime.start(load_configs(paths))
+    for _ in range(200):  # every gate evaluated once, within 10 s
+        if all(st.result for s in runtime.states.values() for st in s.gates.values()) and \
+                all(len(s.gates) == 2 for s in runtime.states.values()):
+            break
+        await asyncio.sleep(0.05)
+    client = await aiohttp_client(make_app(runtime))
+    yield client
+    await runtime.stop()
+
+
+async def test_badge_routes(badge_client):
+    resp = await badge_client.get("/badge/tracker.svg?tracker=alpha")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "image/svg+xml; charset=utf-8"
+    assert resp.headers["Cache-Control"] == "no-cache, max-age=0, must-revalidate"
+    root = parse(await resp.text())
+    assert texts(root)[::2] == ["quality gates", "50%"]
+
+    resp = await badge_client.get("/badge/phase/build.svg?tracker=beta")
+    assert texts(parse(await resp.text()))[::2] == ["Build & ship", "50%"]
+    resp = await badge_client.get("/badge/gate/alpha-present.svg")  # unique across trackers
+    assert resp.status == 200 and texts(parse(await resp.text()))[::2] == ["Present", "pass"]
+    resp = await badge_client.get("/badge/gate/shared-absent.svg?tracker=alpha")
+    assert texts(parse(await resp.text()))[::2] == ["Absent", "fail"]
+    resp = await badge_client.get("/badge/tracker.svg")  # both trackers summed: 2 of 4
+    assert texts(parse(await resp.text()))[2] == "50%"
+
+
+async def test_badge_routes_unknown_ids_and_revalidation(badge_client):
+    for url in ("/badge/gate/nope.svg", "/badge/phase/nope.svg", "/badge/tracker.svg?tracker=nope",
+                "/badge/gate/shared-absent.svg", "/badge/phase/build.svg", "/badge/gate/alpha-present.png"):
+        resp = await badge_client.get(url)
+        assert resp.status == 404, url
+    resp = await badge_client.get("/badge/gate/alpha-present.svg")
+    etag = resp.headers["ETag"]
+    again = await badge_client.get("/badge/gate/alpha-present.svg", headers={"If-None-Match": etag})
+    assert again.status == 304 and again.headers["ETag"] == etag and await again.read() == b""

@@ -1,0 +1,74 @@
+"""HTTP routes for README badges: /badge/tracker.svg, /badge/phase/{id}.svg, /badge/gate/{id}.svg.
+
+With several trackers loaded, `?tracker=NAME` picks one; without it, the tracker badge sums
+every tracker and a phase or gate id is looked up in all of them (404 when it is unknown or
+ambiguous).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from aiohttp import web
+
+from exporter import badges
+from exporter.status import progress_status
+
+
+def add_routes(app: web.Application, runtime_key: web.AppKey[Any]) -> None:
+    """Register the three badge routes on the app."""
+    routes = _BadgeRoutes(runtime_key)
+    app.router.add_get("/badge/tracker.svg", routes.tracker)
+    app.router.add_get("/badge/phase/{id}.svg", routes.phase)
+    app.router.add_get("/badge/gate/{id}.svg", routes.gate)
+
+
+class _BadgeRoutes:
+    def __init__(self, runtime_key: web.AppKey[Any]):
+        self.key = runtime_key
+
+    def _docs(self, request: web.Request) -> list[dict[str, Any]]:
+        runtime = request.app[self.key]
+        name = request.query.get("tracker")
+        if name is not None:
+            if name not in runtime.trackers:
+                raise web.HTTPNotFound(text="unknown tracker\n")
+            return [progress_status(runtime.trackers[name], runtime.states[name])]
+        return [progress_status(cfg, runtime.states[n]) for n, cfg in runtime.trackers.items()]
+
+    async def tracker(self, request: web.Request) -> web.Response:
+        """Overall completion (of every tracker, summed, unless ?tracker= picks one)."""
+        docs = self._docs(request)
+        if len(docs) == 1:
+            return _svg(request, badges.tracker_badge(docs[0]))
+        gates = [g for d in docs for g in d["gates"]]
+        passed = sum(g["status"] == "pass" for g in gates)
+        combined = {"gates": gates, "overall_completion": passed / len(gates) if gates else 0.0}
+        return _svg(request, badges.tracker_badge(combined))
+
+    async def phase(self, request: web.Request) -> web.Response:
+        """One phase's completion."""
+        found = [s for s in (badges.phase_badge(d, request.match_info["id"]) for d in self._docs(request)) if s]
+        if len(found) != 1:
+            raise web.HTTPNotFound(text="unknown phase\n" if not found else "phase id in several trackers: "
+                                   "add ?tracker=NAME\n")
+        return _svg(request, found[0])
+
+    async def gate(self, request: web.Request) -> web.Response:
+        """One gate's status."""
+        found = [s for s in (badges.gate_badge(d, request.match_info["id"]) for d in self._docs(request)) if s]
+        if len(found) != 1:
+            raise web.HTTPNotFound(text="unknown gate\n" if not found else "gate id in several trackers: "
+                                   "add ?tracker=NAME\n")
+        return _svg(request, found[0])
+
+
+def _svg(request: web.Request, svg: str) -> web.Response:
+    """The badge with revalidation headers: a live status must not be served stale by image proxies."""
+    body = svg.encode("utf-8")
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"Cache-Control": badges.CACHE_CONTROL, "ETag": etag}
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, headers={**headers, "Content-Type": badges.CONTENT_TYPE})

@@ -1,0 +1,204 @@
+"""Misbehaving targets against a real exporter: each evaluation ends, /metrics keeps answering, nothing leaks.
+
+One exporter runs every fault gate at a 1 s interval for 30+ evaluations each. Its file
+descriptors, child processes and memory are read from /proc on a quiet baseline config before
+the faults and again after reloading back to it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import parse_metrics, sample, wait_for
+from faults_support import FaultServer, children_of, proc_stats, processes_with_arg
+
+REPEATS = 30
+BASELINE = """
+tracker: faults
+phases:
+  - id: p
+    steps:
+      - id: s
+        gates:
+          - id: idle
+            interval: 1s
+            timeout: 1s
+            command: { argv: ["true"] }
+"""
+
+
+def faults_config(hung: int, reset: int) -> str:
+    return textwrap.dedent(f"""
+        tracker: faults
+        defaults: {{ interval: 1s, timeout: 500ms }}
+        phases:
+          - id: p
+            steps:
+              - id: s
+                gates:
+                  - id: idle
+                    interval: 1s
+                    timeout: 1s
+                    command: {{ argv: ["true"] }}
+                  - id: hung-http
+                    http: {{ url: "http://127.0.0.1:{hung}/" }}
+                  - id: reset-http
+                    http: {{ url: "http://127.0.0.1:{reset}/" }}
+                  - id: hung-tls
+                    tcp: {{ address: "127.0.0.1:{hung}", tls: true }}
+                  - id: reset-tls
+                    tcp: {{ address: "127.0.0.1:{reset}", tls: true }}
+                  - id: child-keeps-stdout
+                    command: {{ shell: "sleep 600.321 & echo started" }}
+                  - id: hangs
+                    command: {{ argv: ["sleep", "600.322"] }}
+                  - id: flood
+                    command: {{ argv: ["cat", "-u", "/dev/zero"] }}
+                  - id: one-gib
+                    interval: 20s
+                    timeout: 20s
+                    command:
+                      shell: "head -c 1073741824 /dev/zero; echo 'coverage: 87%'"
+                      value_regex: 'coverage: (\\d+)%'
+                    expect: ">= 85%"
+        """).lstrip()
+
+
+FAULT_GATES = ("hung-http", "reset-http", "hung-tls", "reset-tls", "child-keeps-stdout", "hangs", "flood")
+MARKERS = ("600.321", "600.322", "/dev/zero")
+
+
+def counts(url: str) -> dict[str, float]:
+    """Evaluations per gate so far; every call must be answered (the exporter keeps serving)."""
+    r = requests.get(f"{url}/metrics", timeout=10)
+    assert r.status_code == 200
+    m = parse_metrics(r.text)
+    out = {}
+    for gate in FAULT_GATES + ("one-gib", "idle"):
+        out[gate] = sum(sample(m, "gate_evaluations_total", gate=gate, result=x) or 0 for x in ("pass", "fail", "error"))
+    return out
+
+
+@pytest.fixture
+def fault_servers():
+    hung, reset = FaultServer("hang"), FaultServer("reset")
+    yield hung, reset
+    hung.close()
+    reset.close()
+
+
+@pytest.mark.skipif(not shutil.which("head") or not shutil.which("cat"), reason="coreutils needed")
+def test_faulty_targets_end_at_their_timeout_without_leaks(tmp_path: Path, serve, fault_servers):
+    hung, reset = fault_servers
+    config = tmp_path / "faults.yml"
+    config.write_text(textwrap.dedent(BASELINE).lstrip())
+    s = serve(config, "--web.enable-lifecycle")
+    pid = s.proc.pid
+    wait_for(lambda: counts(s.url)["idle"] >= 3, timeout=30, what="baseline evaluations")
+    base = proc_stats(pid)
+
+    config.write_text(faults_config(hung.port, reset.port))
+    assert requests.post(f"{s.url}/-/reload", timeout=30).status_code == 200
+    deadline = time.monotonic() + 240
+    while True:
+        c = counts(s.url)  # asserts /metrics answers on every round
+        if all(c[g] >= REPEATS for g in FAULT_GATES) and c["one-gib"] >= 2:
+            break
+        assert time.monotonic() < deadline, f"evaluations did not reach {REPEATS}: {c}"
+        time.sleep(0.5)
+    during = proc_stats(pid)
+
+    gates = {g["id"]: g for g in requests.get(f"{s.url}/api/gates", timeout=10).json()["gates"]}
+    for gate_id in ("hung-http", "hung-tls", "hangs", "flood"):
+        detail = requests.get(f"{s.url}/api/gates/{gate_id}", timeout=10).json()
+        assert {h["outcome"] for h in detail["history"]} == {"fail"}, (gate_id, detail["history"][:3])
+        assert all("timed out" in h["message"] or "timeout" in h["message"] for h in detail["history"]), gate_id
+    for gate_id in ("reset-http", "reset-tls"):
+        detail = requests.get(f"{s.url}/api/gates/{gate_id}", timeout=10).json()
+        assert {h["outcome"] for h in detail["history"]} == {"fail"}, (gate_id, detail["history"][:3])
+    assert gates["reset-http"]["message"] and "timed out" not in gates["reset-http"]["message"]
+    # the shell exits at once; its background child holding stdout does not hold the evaluation
+    assert gates["child-keeps-stdout"]["status"] == "pass"
+    assert gates["child-keeps-stdout"]["duration_seconds"] < 0.5
+    # the whole GiB is read (its last line is found) while memory stays bounded
+    assert gates["one-gib"]["status"] == "pass" and gates["one-gib"]["value"] == pytest.approx(0.87)
+    assert hung.accepted >= REPEATS * 2 and reset.accepted >= REPEATS * 2
+
+    config.write_text(textwrap.dedent(BASELINE).lstrip())
+    assert requests.post(f"{s.url}/-/reload", timeout=30).status_code == 200
+    wait_for(lambda: sample(parse_metrics(requests.get(f"{s.url}/metrics", timeout=10).text),
+                            "qualitygate_evaluations_in_flight") == 0 and not children_of(pid)
+             and proc_stats(pid).fds <= base.fds, timeout=30, what="the exporter to settle")
+    after = proc_stats(pid)
+    print(f"fds {base.fds} -> {during.fds} -> {after.fds}; rss KiB {base.rss_kib} -> {during.rss_kib} -> "
+          f"{after.rss_kib}; peak {after.peak_rss_kib}; threads {base.threads} -> {after.threads}")
+
+    assert after.fds <= base.fds
+    assert after.children == ()
+    for marker in MARKERS:
+        assert processes_with_arg(marker) == [], f"a child with {marker} survived"
+    assert after.peak_rss_kib < 256 * 1024, "the exporter held the output in memory"
+    assert after.rss_kib - base.rss_kib < 64 * 1024, "memory grew by more than 64 MiB over the fault runs"
+    assert s.proc.poll() is None
+
+
+def test_prometheus_down_is_an_error_not_a_fail(tmp_path: Path, serve, fault_servers):
+    """Refused, hung and killed Prometheus: promql gates report `error` (no measurement), never `fail`."""
+    hung, _ = fault_servers
+    prom = None
+    have_prometheus = shutil.which("prometheus") is not None
+    if have_prometheus:
+        from stack_support import start_prometheus
+
+        workdir = tmp_path / "prom"
+        workdir.mkdir()
+        prom = start_prometheus({"global": {"scrape_interval": "15s"}, "scrape_configs": []}, workdir)
+    from conftest import free_port
+
+    refused = free_port()
+    gates = [("refused", f"http://127.0.0.1:{refused}"), ("hung", f"http://127.0.0.1:{hung.port}")]
+    if prom is not None:
+        gates.append(("killed", prom.url))
+    entries = "".join(f"""
+                  - id: {name}
+                    promql: {{ query: "vector(1)", url: "{url}" }}
+                    expect: "== 1"
+    """ for name, url in gates)
+    config = tmp_path / "promql.yml"
+    config.write_text(textwrap.dedent(f"""
+        tracker: promdown
+        defaults: {{ interval: 1s, timeout: 500ms }}
+        phases:
+          - id: p
+            steps:
+              - id: s
+                gates:{entries}
+        """).lstrip())
+    s = serve(config)
+    try:
+        if prom is not None:
+            wait_for(lambda: _status(s.url, "killed") == "pass", timeout=30, what="the promql gate to pass")
+            prom.proc.kill()
+            prom.proc.wait(10)
+        for name, _ in gates:
+            wait_for(lambda n=name: _status(s.url, n) == "error", timeout=30, what=f"{name} to be an error")
+        m = parse_metrics(requests.get(f"{s.url}/metrics", timeout=10).text)
+        for name, _ in gates:
+            assert sample(m, "gate_probe_error", gate=name) == 1
+            assert sample(m, "gate_passed", gate=name) == 0
+            assert (sample(m, "gate_evaluations_total", gate=name, result="fail") or 0) == 0
+        messages = {g["id"]: g["message"] for g in requests.get(f"{s.url}/api/gates", timeout=10).json()["gates"]}
+        assert "Prometheus unreachable" in messages["refused"]
+    finally:
+        if prom is not None:
+            prom.stop()
+
+
+def _status(url: str, gate: str) -> str:
+    return requests.get(f"{url}/api/gates/{gate}", timeout=10).json()["status"]
