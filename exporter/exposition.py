@@ -124,47 +124,61 @@ def deflate_block(data: bytes) -> bytes:
 
 
 class _Blob:
-    """Bytes with their deflate block and CRC-32, both computed on first use."""
+    """Bytes with their deflate block and CRC-32, each computed on first use.
 
-    __slots__ = ("data", "_z", "_crc")
+    A blob joined from parts computes nothing up front: its deflate block is the concatenation of
+    the parts' cached blocks, its CRC their combination, and its bytes are only joined if asked for.
+    """
 
-    def __init__(self, data: bytes):
-        self.data = data
+    __slots__ = ("_data", "_z", "_crc", "parts", "size")
+
+    def __init__(self, data: bytes | None, parts: list[_Blob] | None = None):
+        self._data = data
+        self.parts = parts
+        self.size = len(data) if data is not None else sum(p.size for p in parts or ())
         self._z: bytes | None = None
         self._crc: int | None = None
+
+    @property
+    def data(self) -> bytes:
+        """The bytes."""
+        if self._data is None:
+            self._data = b"".join(self.leaves())
+        return self._data
+
+    def leaves(self) -> list[bytes]:
+        """The bytes as a list of buffers (without joining them)."""
+        if self._data is not None or self.parts is None:
+            return [self.data]
+        return [b for p in self.parts for b in p.leaves()]
 
     @property
     def z(self) -> bytes:
         """The deflate block."""
         if self._z is None:
-            self._z = deflate_block(self.data)
+            self._z = b"".join(p.z for p in self.parts) if self.parts is not None else deflate_block(self.data)
         return self._z
 
     @property
     def crc(self) -> int:
         """CRC-32 of the data."""
         if self._crc is None:
-            self._crc = zlib.crc32(self.data)
+            if self.parts is not None and _CRC32_COMBINE is not None:
+                crc = 0
+                for p in self.parts:
+                    if p.size:
+                        crc = _CRC32_COMBINE(crc, p.crc, p.size)
+                self._crc = crc
+            else:
+                self._crc = zlib.crc32(self.data)
         return self._crc
-
-
-def _combine(parts: list[_Blob]) -> _Blob:
-    """One blob from several: joined data, concatenated deflate blocks, combined CRC (all lazily cheap)."""
-    blob = _Blob(b"".join(p.data for p in parts))
-    blob._z = b"".join(p.z for p in parts)
-    if _CRC32_COMBINE is not None:
-        crc = 0
-        for p in parts:
-            crc = _CRC32_COMBINE(crc, p.crc, len(p.data)) if crc or p.data else p.crc
-        blob._crc = crc
-    return blob
 
 
 def gzip_member(body: _Blob, tail: bytes) -> bytes:
     """A gzip file of body + tail: cached deflate blocks, then the tail compressed as the final block."""
     co = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
     end = co.compress(tail) + co.flush(zlib.Z_FINISH)
-    size = len(body.data) + len(tail)
+    size = body.size + len(tail)
     crc = zlib.crc32(tail, body.crc)
     return b"".join((_GZIP_HEADER, body.z, end, struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)))
 
@@ -267,7 +281,7 @@ class Exposition:
         t0 = time.perf_counter()
         body = self._body(openmetrics)
         tail = self._tail(openmetrics)
-        out = gzip_member(body, tail) if gzip else body.data + tail
+        out = gzip_member(body, tail) if gzip else b"".join([*body.leaves(), tail])
         self.last_render_seconds = time.perf_counter() - t0
         return out
 
@@ -276,7 +290,7 @@ class Exposition:
         if body is None:
             parts = [self._section(fam, om) for fam in range(len(GATE_FAMILIES))]
             parts.append(self._aggregate_blob(om))
-            body = self._bodies[om] = _combine(parts)
+            body = self._bodies[om] = _Blob(None, parts)
         return body
 
     def _section(self, fam: int, om: bool) -> _Blob:
@@ -287,7 +301,7 @@ class Exposition:
             for c, piece in enumerate(pieces):
                 if piece is None:
                     pieces[c] = _Blob(b"".join(lines[c * CHUNK:(c + 1) * CHUNK]))
-            section = self._sections[(fam, om)] = _combine([self._headers[om][fam], *pieces])  # type: ignore[list-item]
+            section = self._sections[(fam, om)] = _Blob(None, [self._headers[om][fam], *pieces])  # type: ignore[list-item]
         return section
 
     def _tail(self, om: bool) -> bytes:

@@ -315,13 +315,14 @@ class Store:
         assert db is not None
         rows = db.execute("SELECT gid, gate, outcome, started, duration, measurements, message, last_pass, since, "
                           "n_pass, n_fail, n_error FROM gates WHERE tracker = ?", (tracker,)).fetchall()
+        if wanted is not None:
+            rows = [r for r in rows if r[1] in wanted]
         gates: dict[int, tuple[str, GateState]] = {}
-        for gid, gate, outcome, started, duration, meas, message, last_pass, since, np, nf, ne in rows:
-            if wanted is not None and gate not in wanted:
-                continue
+        for (gid, gate, outcome, started, duration, _, message, last_pass, since, np, nf, ne), meas in zip(
+                rows, _decode(r[5] for r in rows)):
             st = GateState()
             if outcome is not None:
-                st.result = Result(gate, outcome, started, duration, json.loads(meas or "{}"), message or "")
+                st.result = Result(gate, outcome, started, duration, meas, message or "")
             st.last_pass, st.since = last_pass, since
             st.counts = {PASS: np, FAIL: nf, ERROR: ne}
             gates[gid] = (gate, st)
@@ -340,10 +341,11 @@ class Store:
                               f"WHERE gid IN ({marks}) ORDER BY gid, seq", tuple(gates))
             bucket_rows = db.execute(f"SELECT gid, start, passed, total FROM buckets WHERE gid IN ({marks})",
                                      tuple(gates))
-        for gid, started, duration, outcome, meas, message in hist:
+        hist_rows = hist.fetchall()
+        for (gid, started, duration, outcome, _, message), meas in zip(hist_rows, _decode(r[4] for r in hist_rows)):
             entry = gates.get(gid)
             if entry is not None:
-                entry[1].history.append(Result(entry[0], outcome, started, duration, json.loads(meas), message))
+                entry[1].history.append(Result(entry[0], outcome, started, duration, meas, message))
         for gid, start, passed, total in bucket_rows:
             entry = gates.get(gid)
             if entry is not None:
@@ -650,6 +652,11 @@ class _Writer:
                 self.store._load_attestations(self.db)
         except sqlite3.Error as exc:
             self.store._fault("cannot read attestations", exc)
+
+
+def _decode(texts: Iterable[str | None]) -> list[dict[str, float]]:
+    """Many stored measurement objects at once: one JSON parse is far quicker than one per row."""
+    return json.loads("[" + ",".join(t or "{}" for t in texts) + "]")
 
 
 def _connect(path: str) -> sqlite3.Connection:

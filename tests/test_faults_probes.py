@@ -124,8 +124,9 @@ def test_faulty_targets_end_at_their_timeout_without_leaks(tmp_path: Path, serve
         assert {h["outcome"] for h in detail["history"]} == {"fail"}, (gate_id, detail["history"][:3])
     assert gates["reset-http"]["message"] and "timed out" not in gates["reset-http"]["message"]
     # the shell exits at once; its background child holding stdout does not hold the evaluation
-    assert gates["child-keeps-stdout"]["status"] == "pass"
-    assert gates["child-keeps-stdout"]["duration_seconds"] < 0.5
+    # until the 500 ms timeout (that would be a fail)
+    detail = requests.get(f"{s.url}/api/gates/child-keeps-stdout", timeout=10).json()
+    assert {h["outcome"] for h in detail["history"]} == {"pass"}
     # the whole GiB is read (its last line is found) while memory stays bounded
     assert gates["one-gib"]["status"] == "pass" and gates["one-gib"]["value"] == pytest.approx(0.87)
     assert hung.accepted >= REPEATS * 2 and reset.accepted >= REPEATS * 2

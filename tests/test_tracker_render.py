@@ -190,3 +190,33 @@ def test_several_trackers():
     two["title"] = "Second"
     md = render_markdown({"trackers": [one, two]})
     assert md.count("## Phase Status Summary") == 2 and "# Second" in md
+
+
+def test_import_serve_fetch_render(tmp_path, serve, health_server):
+    """The whole loop: import a tracker, serve it, read /api/progress/status over HTTP, render it."""
+    from tests.conftest import wait_for
+
+    from exporter.tracker.fetch import FetchError, fetch_status, status_url
+
+    tracker = "\n".join([
+        "# Live", "## Phase 1: Run", "### Step 1: Serve",
+        f"- [x] Health: `curl -f {health_server}/health`",
+        "- [x] Reviewed: true",
+    ])
+    path = tmp_path / "live.yml"
+    path.write_text(import_tracker(tracker, "live.md").yaml_text.replace("interval: 60s", "interval: 1s")
+                    .replace("timeout: 10s", "timeout: 1s"), encoding="utf-8")
+    served = serve(path)
+    assert status_url(served.url) == served.url + "/api/progress/status"
+    status = wait_for(lambda: (s := fetch_status(served.url, timeout=5)) and all(
+        g["status"] != "pending" for g in s["gates"]) and s, timeout=30, what="every gate evaluated")
+    assert status_url(served.url + "/api/progress/status/", "live") == served.url + "/api/progress/status?tracker=live"
+    md = render_markdown(status, source=served.url)
+    lines = gate_lines(md)
+    assert lines["Health"].startswith("- [x] Health")
+    assert lines["Reviewed"].startswith("- [ ] Reviewed") and "not verified: no attestation yet" in lines["Reviewed"]
+    assert f"from {served.url}" in md
+    with pytest.raises(FetchError, match="answered 404"):
+        fetch_status(served.url, tracker="nope", timeout=5)
+    with pytest.raises(FetchError, match="needs an http"):
+        fetch_status("file:///etc/passwd")

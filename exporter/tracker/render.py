@@ -90,9 +90,10 @@ class _Renderer:
         gates = [g for s in self._steps_of(p["id"]) for g in self.by_step.get((p["id"], s["id"]), [])]
         word = _group_word(gates)
         passed = sum(g.get("status") == "pass" for g in gates)
+        ratio = passed / len(gates) if gates else 0.0
         return [f"### PHASE {self.number[p['id']]}: {_inline(p.get('title') or p['id'])} - {word}", "",
                 f"- **Status**: {word}",
-                f"- **Completion**: {_pct(passed / len(gates) if gates else 0.0)} ({passed} of {len(gates)} gates pass)",
+                f"- **Completion**: {_pct(ratio)} ({passed} of {len(gates)} gates pass)",
                 ""]
 
     def _steps_of(self, phase_id: str) -> list[dict[str, Any]]:
@@ -113,7 +114,9 @@ class _Renderer:
 
     def _tiers(self) -> list[str]:
         q = self.status.get("quality_gates") or {}
-        out = ["## Quality Gate Status", "",
+        heading = _inline(self.tier_phase.get("title") or "Quality Gate Status") if self.tier_phase \
+            else "Quality Gate Status"
+        out = [f"## {heading}", "",
                "| Tier | Passed | Failed | Error | Pending | Total |", "|---|---:|---:|---:|---:|---:|"]
         for tier, heading in TIER_HEADINGS.items():
             c = q.get(tier) or {}
