@@ -75,6 +75,19 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", metavar="FILE")
 
     sub.add_parser("schema", help="print the config's JSON Schema (draft 2020-12)")
+
+    imp = sub.add_parser("import", help="markdown tracker -> config")
+    imp.add_argument("tracker_md", metavar="TRACKER.md")
+    imp.add_argument("-o", dest="out", metavar="OUT.yml", help="write the config here (default: stdout)")
+
+    render = sub.add_parser("render", help="live status -> markdown tracker")
+    render.add_argument("--config.file", dest="config_files", action="append", required=True, metavar="FILE")
+    render.add_argument("-o", dest="out", required=True, metavar="OUT.md")
+    render.add_argument("--from", dest="from_url", metavar="URL",
+                        help="read a running exporter's /api/progress/status instead of evaluating once")
+    render.add_argument("--storage.path", dest="storage", metavar="FILE", default=None,
+                        help="one-shot evaluation: read history and attestations from this state file")
+    render.add_argument("--concurrency", type=int, default=32, metavar="N")
     return parser
 
 
@@ -125,6 +138,56 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from exporter.jsonschema import config_schema
 
     print(json.dumps(config_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Turn a markdown tracker into a config; print what was understood and what was not."""
+    from exporter.tracker.importer import TrackerParseError, import_tracker_file
+
+    try:
+        result = import_tracker_file(args.tracker_md)
+    except OSError as exc:
+        raise UsageError(f"{args.tracker_md}: {exc.strerror or exc}") from None
+    except TrackerParseError as exc:
+        print(f"{args.tracker_md}:{exc.line}: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(result.yaml_text)
+    else:
+        sys.stdout.write(result.yaml_text)
+    summary = sys.stderr if not args.out else sys.stdout
+    for line in result.summary_lines():
+        print(line, file=summary)
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Write a markdown tracker whose every checkbox comes from a real evaluation."""
+    from exporter.check import run_check
+    from exporter.runtime import load_configs
+    from exporter.tracker.render import render_markdown
+
+    configs = load_configs(args.config_files)
+    parts = []
+    for config in configs:
+        if args.from_url:
+            from exporter.tracker.fetch import FetchError, fetch_status
+
+            try:
+                status = fetch_status(args.from_url, tracker=config.tracker, timeout=10)
+            except FetchError as exc:
+                raise UsageError(str(exc)) from None
+            source = args.from_url
+        else:
+            store = _open_store(args.storage, read_only=True) if args.storage else None
+            history = store.history(config.tracker, None) if store else None
+            status = asyncio.run(run_check(config, args.concurrency, history)).status()
+            source = "a one-shot evaluation"
+        parts.append(render_markdown(status, source=source, config=config))
+    with open(args.out, "w", encoding="utf-8") as fh:
+        fh.write("\n---\n\n".join(parts))
     return EXIT_OK
 
 
@@ -273,4 +336,4 @@ def _maybe_store(args: argparse.Namespace) -> Any:
 
 
 COMMANDS = {"serve": cmd_serve, "check": cmd_check, "validate": cmd_validate, "schema": cmd_schema,
-            "attest": cmd_attest}
+            "attest": cmd_attest, "import": cmd_import, "render": cmd_render}

@@ -9,6 +9,7 @@ so the loader and the editor schema cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import types
@@ -112,7 +113,7 @@ class Reader:
         text = self.expand(node, key)
         if text is None:
             return _MISSING
-        plain = node.style is None  # unquoted: YAML's own typing applies
+        plain = not node.style  # unquoted (None, or '' from libyaml): YAML's own typing applies
         tag = node.tag
         if want == "string":
             if plain and tag.endswith(":null"):
@@ -157,7 +158,7 @@ class Reader:
                 return _MISSING
         if origin in (Union, types.UnionType):
             args = [a for a in typing.get_args(tp) if a is not type(None)]
-            if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null") and node.style is None:
+            if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null") and not node.style:
                 return None
             if len(args) == 1:
                 return self.convert(node, args[0], key)
@@ -219,8 +220,7 @@ class Reader:
         if not isinstance(node, yaml.MappingNode):
             self.error(node, key, f"must be a mapping, got a {_node_kind(node)}")
             return _MISSING
-        hints = typing.get_type_hints(cls, include_extras=True)
-        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        hints, fields = _class_info(cls)
         values: dict[str, Any] = {}
         bad = False
         for k_node, v_node in self.pairs(node, key):
@@ -264,6 +264,12 @@ class Reader:
         return _MISSING if bad else obj
 
 
+@functools.cache
+def _class_info(cls: Any) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
+    """A config dataclass's resolved annotations and init fields (resolving them is slow: once per class)."""
+    return typing.get_type_hints(cls, include_extras=True), {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
 def _find(node: yaml.MappingNode, name: str) -> yaml.Node:
     """The value node of a key, for pointing an issue at its line (the mapping if absent)."""
     for k_node, v_node in node.value:
@@ -281,7 +287,7 @@ def _node_kind(node: yaml.Node) -> str:
         return "mapping"
     if isinstance(node, yaml.SequenceNode):
         return "list"
-    if node.tag.endswith(":null") and node.style is None:
+    if node.tag.endswith(":null") and not node.style:
         return "null"
     return "scalar"
 

@@ -491,6 +491,7 @@ class _Writer:
         self.store = store
         self.db: sqlite3.Connection | None = None
         self.gids: dict[tuple[str, str], int] = {}
+        self.seqs: dict[int, int] = {}  # gid -> evaluations written (the history ring's position)
         self.data_version: int | None = None
 
     def connect(self) -> bool:
@@ -501,6 +502,8 @@ class _Writer:
             _ensure_schema(db)
             self.db = db
             self.data_version = None
+            self.gids.clear()
+            self.seqs.clear()
             return True
         except (sqlite3.Error, OSError, StorageError) as exc:
             self.store._fault("cannot open the state file for writing; keeping state in memory", exc)
@@ -531,7 +534,8 @@ class _Writer:
                 self.write(batch)
             except (sqlite3.Error, OSError) as exc:
                 store._in_batch = 0
-                self.gids.clear()  # gids created in the failed transaction are gone
+                self.gids.clear()  # gids and seqs of the failed transaction are gone
+                self.seqs.clear()
                 self._rollback()
                 store._queue.extendleft(reversed(batch))
                 if len(store._queue) > MAX_QUEUE:
@@ -559,34 +563,49 @@ class _Writer:
         assert db is not None
         with db:  # one transaction; rolls back on an exception
             db.execute("BEGIN IMMEDIATE")
+            results: list[tuple[str, Result]] = []
             for op in batch:
+                if op[0] == "result":
+                    results.append((op[1], op[2]))
+                    continue
+                if results:
+                    self.write_results(db, results)
+                    results = []
                 getattr(self, "op_" + op[0])(db, *op[1:])
+            if results:
+                self.write_results(db, results)
 
     def gid(self, db: sqlite3.Connection, tracker: str, gate: str) -> int:
         key = (tracker, gate)
         gid = self.gids.get(key)
         if gid is None:
             db.execute("INSERT INTO gates (tracker, gate) VALUES (?, ?) ON CONFLICT DO NOTHING", key)
-            gid = self.gids[key] = db.execute("SELECT gid FROM gates WHERE tracker = ? AND gate = ?", key).fetchone()[0]
+            gid, seq = db.execute("SELECT gid, seq FROM gates WHERE tracker = ? AND gate = ?", key).fetchone()
+            self.gids[key], self.seqs[gid] = gid, seq
         return gid
 
-    def op_result(self, db: sqlite3.Connection, tracker: str, r: Result) -> None:
-        gid = self.gid(db, tracker, r.gate)
-        meas = json.dumps(r.measurements, separators=(",", ":"))
-        passed = r.outcome == PASS
-        (seq,) = db.execute(
+    def write_results(self, db: sqlite3.Connection, results: list[tuple[str, Result]]) -> None:
+        """Evaluation results, three statements for the lot (executemany keeps the loop in C)."""
+        gate_rows, history_rows, bucket_rows = [], [], []
+        size = TIERS[0][1]
+        for tracker, r in results:
+            gid = self.gid(db, tracker, r.gate)
+            seq = self.seqs[gid] = self.seqs[gid] + 1
+            meas = json.dumps(r.measurements, separators=(",", ":"))
+            passed = r.outcome == PASS
+            gate_rows.append((r.outcome, r.started, r.outcome, r.started, r.duration, meas, r.message, passed,
+                              r.started, passed, r.outcome == FAIL, r.outcome == ERROR, seq, gid))
+            history_rows.append((gid, seq % HISTORY, seq, r.started, r.duration, r.outcome, meas, r.message))
+            bucket_rows.append((gid, int(r.started // size * size), int(passed)))
+        db.executemany(
             "UPDATE gates SET since = CASE WHEN outcome IS ? THEN since ELSE ? END, outcome = ?, started = ?, "
             "duration = ?, measurements = ?, message = ?, last_pass = CASE WHEN ? THEN ? ELSE last_pass END, "
-            "n_pass = n_pass + ?, n_fail = n_fail + ?, n_error = n_error + ?, seq = seq + 1, unseen_since = NULL "
-            "WHERE gid = ? RETURNING seq",
-            (r.outcome, r.started, r.outcome, r.started, r.duration, meas, r.message, passed, r.started,
-             passed, r.outcome == FAIL, r.outcome == ERROR, gid)).fetchone()
-        db.execute("INSERT OR REPLACE INTO history (gid, slot, seq, started, duration, outcome, measurements, message) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   (gid, seq % HISTORY, seq, r.started, r.duration, r.outcome, meas, r.message))
-        start = int(r.started // TIERS[0][1] * TIERS[0][1])
-        db.execute("INSERT INTO buckets (gid, start, passed, total) VALUES (?, ?, ?, 1) ON CONFLICT (gid, start) "
-                   "DO UPDATE SET passed = passed + excluded.passed, total = total + 1", (gid, start, int(passed)))
+            "n_pass = n_pass + ?, n_fail = n_fail + ?, n_error = n_error + ?, seq = ?, unseen_since = NULL "
+            "WHERE gid = ?", gate_rows)
+        db.executemany("INSERT OR REPLACE INTO history (gid, slot, seq, started, duration, outcome, measurements, "
+                       "message) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history_rows)
+        db.executemany("INSERT INTO buckets (gid, start, passed, total) VALUES (?, ?, ?, 1) ON CONFLICT (gid, start) "
+                       "DO UPDATE SET passed = passed + excluded.passed, total = total + 1", bucket_rows)
 
     def op_bucket(self, db: sqlite3.Connection, tracker: str, gate: str, start: int, passed: int, total: int) -> None:
         gid = self.gid(db, tracker, gate)
@@ -634,7 +653,9 @@ class _Writer:
         for table in ("history", "buckets", "attestations", "gates"):
             db.executemany(f"DELETE FROM {table} WHERE gid = ?", ((g,) for g in expired))
         if expired:
-            self.gids = {k: v for k, v in self.gids.items() if v not in set(expired)}
+            gone = set(expired)
+            self.gids = {k: v for k, v in self.gids.items() if v not in gone}
+            self.seqs = {k: v for k, v in self.seqs.items() if k not in gone}
             log.info("dropped stored state of gates unconfigured beyond the grace period",
                      extra=kv(gates=len(expired), grace_days=GRACE / 86400))
         db.execute("DELETE FROM attestations WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "

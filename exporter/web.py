@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
 from typing import Any
 
@@ -45,10 +44,11 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text, or OpenMetrics when the Accept header asks for it; gzip when accepted."""
     runtime = request.app[RUNTIME]
     openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
-    body = runtime.exposition.render(openmetrics)
+    compress = "gzip" in request.headers.get("Accept-Encoding", "")
+    # The exposition keeps compressed pieces of unchanged gates: no whole-body gzip per scrape.
+    body = runtime.exposition.render(openmetrics, gzip=compress)
     headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE}
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
-        body = gzip.compress(body, compresslevel=1)
+    if compress:
         headers["Content-Encoding"] = "gzip"
     headers["Vary"] = "Accept, Accept-Encoding"
     return web.Response(body=body, headers=headers)

@@ -355,7 +355,8 @@ class _ReloadingTLS:
             ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
         ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
         problems = []
-        for name, path in (("cert_file", tls.cert_file), ("key_file", tls.key_file), ("client_ca_file", tls.client_ca_file)):
+        files = (("cert_file", tls.cert_file), ("key_file", tls.key_file), ("client_ca_file", tls.client_ca_file))
+        for name, path in files:
             reason = _os_reason(path) if path else None
             if reason:
                 problems.append((name, f"cannot read {path}: {reason}"))
@@ -427,12 +428,15 @@ def _ssl_reason(exc: ssl.SSLError) -> str:
 # --- HTTP middlewares -------------------------------------------------------------------------
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 def headers_middleware(headers: Mapping[str, str]) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Add the configured headers to every response, error responses included."""
     fixed = dict(headers)
 
     @web.middleware
-    async def add_headers(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def add_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
@@ -497,8 +501,7 @@ class BasicAuth:
         return user
 
     @web.middleware
-    async def middleware(self, request: web.Request,
-                         handler: Callable[..., Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Refuse requests without valid credentials (401); set request["user"] for the rest."""
         user = await self.authenticate(request.headers.get("Authorization"))
         if user is None:

@@ -81,7 +81,8 @@ def counts(url: str) -> dict[str, float]:
     m = parse_metrics(r.text)
     out = {}
     for gate in FAULT_GATES + ("one-gib", "idle"):
-        out[gate] = sum(sample(m, "gate_evaluations_total", gate=gate, result=x) or 0 for x in ("pass", "fail", "error"))
+        out[gate] = sum(sample(m, "gate_evaluations_total", gate=gate, result=x) or 0
+                        for x in ("pass", "fail", "error"))
     return out
 
 

@@ -106,7 +106,7 @@ def with_gate(gate_id: str) -> str:
             timeout: 1s
             command: {{ argv: ["true"] }}
 """
-    return textwrap.dedent(GOOD).lstrip() + textwrap.indent(textwrap.dedent(extra).lstrip(), " " * 8)
+    return textwrap.dedent(GOOD).lstrip() + textwrap.indent(textwrap.dedent(extra).lstrip(), " " * 10)
 
 
 BROKEN = """

@@ -6,6 +6,7 @@ ValueError); any other exception is a bug. Examples are bounded so that the suit
 
 from __future__ import annotations
 
+import base64
 import math
 import string
 
@@ -66,12 +67,13 @@ trackers = st.fixed_dictionaries(
     optional={
         "title": values,
         "uptime_window": values,
-        "defaults": st.fixed_dictionaries({}, optional={"interval": values, "timeout": values, "tier": values}) | values,
+        "defaults": st.fixed_dictionaries({}, optional={"interval": values, "timeout": values, "tier": values})
+        | values,
         "prometheus": st.fixed_dictionaries({}, optional={"url": values}) | values,
         "phases": st.lists(st.fixed_dictionaries(
             {"id": st.sampled_from(["p", "q", "Bad"]) | values},
             optional={"title": values, "steps": st.lists(st.fixed_dictionaries(
-                {"id": st.sampled_from(["s", "s"]) | values},
+                {"id": st.sampled_from(["s", "t"]) | values},
                 optional={"team": values, "gates": st.lists(gates | values, max_size=4)}), max_size=3) | values}),
             max_size=3) | values,
         "bogus": values,
@@ -169,8 +171,9 @@ web_docs = st.fixed_dictionaries({}, optional={
         "client_ca_file": values, "min_version": st.sampled_from(["TLS10", "TLS13", "SSL3"]) | values,
         "max_version": values, "cipher_suites": values}) | values,
     "http_server_config": st.fixed_dictionaries({}, optional={
-        "http2": values, "headers": st.dictionaries(st.sampled_from(["X-Frame-Options", "Server"]) | st.text(max_size=8),
-                                                    values, max_size=3) | values}) | values,
+        "http2": values,
+        "headers": st.dictionaries(st.sampled_from(["X-Frame-Options", "Server"]) | st.text(max_size=8), values,
+                                   max_size=3) | values}) | values,
     "basic_auth_users": st.dictionaries(st.text(max_size=8), st.sampled_from(
         ["$2b$04$IgnWs/91ZegZYvPX3k1TvO0WYgw54AyURNjg2EATeD7Cuo8JIDDyu", "$2x$04$" + "a" * 53, "$2b$99$" + "a" * 53])
         | values, max_size=3) | values,
@@ -194,7 +197,7 @@ def test_web_config_parser_result_or_config_error(text: str):
 
 @FUZZ
 @given(st.one_of(st.none(), st.text(max_size=80),
-                 st.binary(max_size=60).map(lambda b: "Basic " + __import__("base64").b64encode(b).decode())))
+                 st.binary(max_size=60).map(lambda b: "Basic " + base64.b64encode(b).decode())))
 def test_basic_header_parser_never_raises(header: str | None):
     creds = parse_basic(header)
     assert creds is None or (isinstance(creds, tuple) and len(creds) == 2 and ":" not in creds[0])

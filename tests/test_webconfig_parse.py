@@ -20,6 +20,7 @@ from exporter.schema import ConfigError
 from exporter.webconfig import BasicAuth, bcrypt_problem, load_web_config, parse_basic
 
 HASH_PW = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+NOT_BCRYPT = "not a bcrypt hash (want $2a$, $2b$ or $2y$ as made by `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)"
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,8 @@ def test_client_auth_types_map_to_ssl_verify_modes(pki: Path, auth_type: str, wi
 
 
 def test_default_tls_versions_are_tls12_to_tls13(pki: Path):
-    ctx = load_web_config(str(write(pki, "tls_server_config: {cert_file: cert.pem, key_file: key.pem}\n", "v.yml"))).ssl_context()
+    path = write(pki, "tls_server_config: {cert_file: cert.pem, key_file: key.pem}\n", "v.yml")
+    ctx = load_web_config(str(path)).ssl_context()
     assert ctx is not None
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2 and ctx.maximum_version == ssl.TLSVersion.TLSv1_3
     assert ctx.options & ssl.OP_NO_COMPRESSION and ctx.options & ssl.OP_NO_RENEGOTIATION
@@ -140,15 +142,17 @@ INVALID = {
           erin: ${{QG_TEST_UNSET_HASH}}
         rate_limit: {{interval: 1s}}
         """, [
-        "4: tls_server_config.cipher_suites: not supported here (Go cipher names); OpenSSL's default TLS 1.2 suites are used",
+        "4: tls_server_config.cipher_suites: not supported here (Go cipher names); "
+        "OpenSSL's default TLS 1.2 suites are used",
         "5: tls_server_config.bogus: unknown key (known keys: cert_file, client_auth_type, client_ca_file, key_file, "
         "max_version, min_version, prefer_server_cipher_suites)",
         "8: http_server_config.headers.X-Frame-Options: invalid value 'allow' (want one of: deny, sameorigin)",
         "9: http_server_config.headers.Server: this header cannot be configured (allowed: Strict-Transport-Security, "
         "X-Content-Type-Options, X-Frame-Options, X-XSS-Protection, Content-Security-Policy)",
-        "11: basic_auth_users.bob: not a bcrypt hash (want $2a$, $2b$ or $2y$ as made by `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)",
+        "11: basic_auth_users.bob: " + NOT_BCRYPT,
         "12: basic_auth_users.a:b: a user name must be non-empty, without ':' or control characters",
-        "13: basic_auth_users.carol: $2x$ bcrypt hashes (a buggy legacy variant) are not supported; rehash with $2b$ or $2y$",
+        "13: basic_auth_users.carol: $2x$ bcrypt hashes (a buggy legacy variant) are not supported; "
+        "rehash with $2b$ or $2y$",
         "14: basic_auth_users.dave: bcrypt cost 3 is out of range (4..31)",
         "15: basic_auth_users.erin: environment variable QG_TEST_UNSET_HASH is not set",
         "16: rate_limit: not supported here; put a reverse proxy in front to rate-limit",
@@ -219,7 +223,8 @@ INVALID = {
                  "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: empty.pem\n",
                  ["5: tls_server_config.client_ca_file: cannot load CA certificates from {d}/empty.pem: "
                   "no certificate or crl found"]),
-    "yaml": ("tls_server_config:\n  cert_file: [\n", ["3: invalid YAML: expected the node content, but found '<stream end>'"]),
+    "yaml": ("tls_server_config:\n  cert_file: [\n",
+             ["3: invalid YAML: expected the node content, but found '<stream end>'"]),
     "not-a-mapping": ("- a\n", ["1: web config must be a mapping"]),
     "top-level-unknown": ("basic_auth_user:\n  alice: x\n", [
         "1: basic_auth_user: unknown key (known keys: basic_auth_users, http_server_config, tls_server_config)"]),
@@ -235,7 +240,8 @@ def test_invalid_web_configs_exact_messages(pki: Path, name: str, monkeypatch: p
 
 
 def test_unreadable_file_is_a_config_error(tmp_path: Path):
-    assert issues(tmp_path / "missing.yml") == [f"{tmp_path}/missing.yml:1: cannot read web config: No such file or directory"]
+    expected = f"{tmp_path}/missing.yml:1: cannot read web config: No such file or directory"
+    assert issues(tmp_path / "missing.yml") == [expected]
 
 
 def test_bad_hash_is_never_echoed(pki: Path):
@@ -255,21 +261,24 @@ def test_bcrypt_hash_validation(value: str, ok: bool):
 def test_serve_with_bad_web_config_exits_2_with_every_issue_and_no_traceback(pki: Path, tmp_path: Path):
     tracker = tmp_path / "t.yml"
     tracker.write_text("tracker: t\nphases: []\n")
-    web = write(pki, "tls_server_config:\n  cert_file: nope.pem\n  key_file: key.pem\nbasic_auth_users:\n  a: x\n", "cli.yml")
+    # TLS files are loaded only once the rest of the file is valid: the hash is reported first
+    web = write(pki, "tls_server_config:\n  cert_file: nope.pem\n  key_file: key.pem\n"
+                     "basic_auth_users:\n  a: x\n", "cli.yml")
     proc = subprocess.run([sys.executable, "-m", "exporter", "serve", "--config.file", str(tracker),
                            "--web.listen-address", "127.0.0.1:1", "--web.config.file", str(web)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.stderr.splitlines() == [
-        f"{web}:5: basic_auth_users.a: not a bcrypt hash (want $2a$, $2b$ or $2y$ as made by `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)",
+        f"{web}:5: basic_auth_users.a: {NOT_BCRYPT}",
     ]
     web.write_text("tls_server_config:\n  cert_file: nope.pem\n  key_file: key.pem\n")
     proc = subprocess.run([sys.executable, "-m", "exporter", "serve", "--config.file", str(tracker),
                            "--web.listen-address", "127.0.0.1:1", "--web.config.file", str(web)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.splitlines() == [f"{web}:2: tls_server_config.cert_file: cannot read {pki}/nope.pem: no such file or directory"]
+    assert proc.stderr.splitlines() == [
+        f"{web}:2: tls_server_config.cert_file: cannot read {pki}/nope.pem: no such file or directory"]
 
 
 # --- the Authorization header and the checker -------------------------------------------------

@@ -121,7 +121,8 @@ def test_tls_with_basic_auth_covers_every_endpoint(pki: PKI, tmp_path: Path, sto
           alice: {HASH}
         """
     ca = pki.path("ca.pem")
-    s = start_secure(tmp_path, web, probe=lambda s: requests.get(https(s), verify=ca, auth=("alice", PASSWORD), timeout=5))
+    s = start_secure(tmp_path, web,
+                     probe=lambda s: requests.get(https(s), verify=ca, auth=("alice", PASSWORD), timeout=5))
     stopper(s)
 
     def call(method: str, path: str, **kw: Any) -> requests.Response:

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from exporter.durations import format_duration
-from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
+from exporter.probes.base import Measurement, ProbeContext, ProbeKind
 from exporter.schema import Duration, opt
 
 
@@ -20,7 +20,8 @@ class ManualSpec:
 async def probe(spec: ManualSpec, ctx: ProbeContext) -> Measurement:
     """Read the newest attestation; none, or one older than max_age, is a fail."""
     if ctx.history is None:
-        raise ProbeError("no attestation store available")
+        # One-shot runs without a state file: nobody has attested here, which is a fail, not a probe fault.
+        return Measurement({}, ok=False, message="no attestation (no state file given: --storage.path)")
     att = ctx.history.latest_attestation(ctx.gate_id)
     if att is None:
         return Measurement({}, ok=False, message="no attestation yet (qualitygate attest)")
