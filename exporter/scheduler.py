@@ -32,7 +32,11 @@ class Scheduler:
         self._on_result = on_result
         self._clock = clock
         self._spread = first_run_spread
-        self._sem = asyncio.Semaphore(max_concurrency)
+        self._max = max_concurrency
+        # Due gates beyond the concurrency limit wait here, not as tasks blocked on a semaphore:
+        # thousands of waiting tasks cost memory, and asyncio.Semaphore wakes them in O(waiters).
+        self._queue: collections.deque[tuple[tuple[str, str], Gate, float, int]] = collections.deque()
+        self._waiting: set[tuple[str, str]] = set()
         self._heap: list[tuple[float, int, tuple[str, str], int]] = []
         self._gates: dict[tuple[str, str], Gate] = {}
         self._generation: dict[tuple[str, str], int] = {}
@@ -88,6 +92,7 @@ class Scheduler:
     def _drop(self, gid: tuple[str, str]) -> None:
         self._gates.pop(gid, None)
         self._phase.pop(gid, None)
+        self._waiting.discard(gid)  # its queue entry is dropped when it comes up (old generation)
         self._generation[gid] = self._generation.get(gid, 0) + 1
         self._dispatched.discard(gid)
         task = self._running.pop(gid, None)
@@ -140,19 +145,33 @@ class Scheduler:
             self.skipped += missed
             nxt += missed * gate.interval
         self._push(nxt, gid, gen)
-        if gid in self._running:
+        if gid in self._running or gid in self._waiting:
             self.skipped += 1
             return
         self._dispatched.add(gid)
-        self._running[gid] = asyncio.create_task(self._evaluate(gid, gate, due), name=f"gate:{gid[0]}/{gid[1]}")
+        if len(self._running) < self._max:
+            self._start(gid, gate, due, now)
+        else:
+            self._queue.append((gid, gate, due, gen))
+            self._waiting.add(gid)
 
-    async def _evaluate(self, gid: tuple[str, str], gate: Gate, due: float) -> None:
+    def _start(self, gid: tuple[str, str], gate: Gate, due: float, now: float) -> None:
+        self._lags.append((now, now - due))
+        self.started += 1
+        self._running[gid] = asyncio.create_task(self._evaluate(gid, gate), name=f"gate:{gid[0]}/{gid[1]}")
+
+    def _start_waiting(self) -> None:
+        """Give free slots to queued gates, oldest first."""
+        while self._queue and len(self._running) < self._max:
+            gid, gate, due, gen = self._queue.popleft()
+            if self._generation.get(gid) != gen or gid not in self._waiting:
+                continue
+            self._waiting.discard(gid)
+            self._start(gid, gate, due, self._clock())
+
+    async def _evaluate(self, gid: tuple[str, str], gate: Gate) -> None:
         try:
-            async with self._sem:
-                now = self._clock()
-                self._lags.append((now, now - due))
-                self.started += 1
-                result = await evaluate(gate, self._make_ctx(gate))
+            result = await evaluate(gate, self._make_ctx(gate))
             if self._gates.get(gid) is gate:
                 self._on_result(gate, result)
         except asyncio.CancelledError:
@@ -162,9 +181,12 @@ class Scheduler:
         finally:
             if self._running.get(gid) is asyncio.current_task():
                 del self._running[gid]
+            self._start_waiting()
 
     async def stop(self) -> None:
         """Cancel every in-flight evaluation and wait for them (probes clean up on cancel)."""
+        self._queue.clear()
+        self._waiting.clear()
         tasks = list(self._running.values())
         for t in tasks:
             t.cancel()

@@ -7,6 +7,7 @@ the faults and again after reloading back to it.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import textwrap
 import time
@@ -19,6 +20,9 @@ from conftest import parse_metrics, sample, wait_for
 from faults_support import FaultServer, children_of, proc_stats, processes_with_arg
 
 REPEATS = 30
+# Unique per run, so that a leftover process is ours and not a concurrent run's.
+TOKEN = f"{secrets.randbelow(10**6):06d}"
+SLEEP_BG, SLEEP_FG, FLOOD = f"600.{TOKEN}1", f"600.{TOKEN}2", f"qgflood{TOKEN}"
 BASELINE = """
 tracker: faults
 phases:
@@ -55,11 +59,11 @@ def faults_config(hung: int, reset: int) -> str:
                   - id: reset-tls
                     tcp: {{ address: "127.0.0.1:{reset}", tls: true }}
                   - id: child-keeps-stdout
-                    command: {{ shell: "sleep 600.321 & echo started" }}
+                    command: {{ shell: "sleep {SLEEP_BG} & echo started" }}
                   - id: hangs
-                    command: {{ argv: ["sleep", "600.322"] }}
+                    command: {{ argv: ["sleep", "{SLEEP_FG}"] }}
                   - id: flood
-                    command: {{ argv: ["cat", "-u", "/dev/zero"] }}
+                    command: {{ argv: ["yes", "{FLOOD}"] }}
                   - id: one-gib
                     interval: 20s
                     timeout: 20s
@@ -71,7 +75,7 @@ def faults_config(hung: int, reset: int) -> str:
 
 
 FAULT_GATES = ("hung-http", "reset-http", "hung-tls", "reset-tls", "child-keeps-stdout", "hangs", "flood")
-MARKERS = ("600.321", "600.322", "/dev/zero")
+MARKERS = (SLEEP_BG, SLEEP_FG, FLOOD)
 
 
 def counts(url: str) -> dict[str, float]:
@@ -94,7 +98,7 @@ def fault_servers():
     reset.close()
 
 
-@pytest.mark.skipif(not shutil.which("head") or not shutil.which("cat"), reason="coreutils needed")
+@pytest.mark.skipif(not shutil.which("head") or not shutil.which("yes"), reason="coreutils needed")
 def test_faulty_targets_end_at_their_timeout_without_leaks(tmp_path: Path, serve, fault_servers):
     hung, reset = fault_servers
     config = tmp_path / "faults.yml"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import signal
 import socket
 import textwrap
@@ -14,6 +15,10 @@ import requests
 
 from conftest import parse_metrics, sample, wait_for
 from faults_support import FaultServer, children_of, proc_stats, processes_with_arg
+
+# Unique per run, so that a leftover process is ours and not a concurrent run's.
+TOKEN = f"{secrets.randbelow(10**6):06d}"
+SLEEPS = tuple(f"600.{TOKEN}{i}" for i in range(4))
 
 GOOD = """
 tracker: stress
@@ -79,8 +84,8 @@ def test_slow_loris_clients_do_not_stop_metrics(tmp_path: Path, serve):
     t = threading.Thread(target=dribble, daemon=True)
     t.start()
     try:
-        during = proc_stats(s.proc.pid)
-        assert during.fds >= base.fds + 150  # the slow connections really are open on the server
+        # the slow connections really are open on the server
+        wait_for(lambda: proc_stats(s.proc.pid).fds >= base.fds + 190, timeout=30, what="200 accepted connections")
         for _ in range(10):
             r = requests.get(f"{s.url}/metrics", timeout=10)
             assert r.status_code == 200 and "gate_passed" in r.text
@@ -183,15 +188,15 @@ def test_sigterm_cancels_probes_kills_children_and_releases_the_port(tmp_path: P
                   - id: s
                     gates:
                       - id: sleeper
-                        command: {{ argv: ["sleep", "600.331"] }}
+                        command: {{ argv: ["sleep", "{SLEEPS[0]}"] }}
                       - id: family
-                        command: {{ shell: "sleep 600.332 & sleep 600.333" }}
+                        command: {{ shell: "sleep {SLEEPS[1]} & sleep {SLEEPS[2]}" }}
                       - id: hung
                         http: {{ url: "http://127.0.0.1:{hung.port}/" }}
             """)
         s = serve(config)
         pid = s.proc.pid
-        wait_for(lambda: all(processes_with_arg(a) for a in ("600.331", "600.332", "600.333")) and hung.accepted >= 1,
+        wait_for(lambda: all(processes_with_arg(a) for a in SLEEPS[:3]) and hung.accepted >= 1,
                  timeout=30, what="the probes to be in flight")
         assert sample(metrics(s.url), "qualitygate_evaluations_in_flight") == 3
         assert len(children_of(pid)) >= 2
@@ -199,7 +204,7 @@ def test_sigterm_cancels_probes_kills_children_and_releases_the_port(tmp_path: P
         s.proc.send_signal(signal.SIGTERM)
         assert s.proc.wait(20) == 0
         assert "shutting down" in s.log()
-        wait_for(lambda: not any(processes_with_arg(a) for a in ("600.331", "600.332", "600.333")), timeout=10,
+        wait_for(lambda: not any(processes_with_arg(a) for a in SLEEPS[:3]), timeout=10,
                  what="every child and grandchild to be gone")
         with socket.socket() as again:  # the port is free for the next exporter
             again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -211,9 +216,9 @@ def test_sigterm_cancels_probes_kills_children_and_releases_the_port(tmp_path: P
 
 @pytest.mark.parametrize("sig", [signal.SIGINT])
 def test_sigint_shuts_down_like_sigterm(tmp_path: Path, serve, sig: int):
-    s = serve(write(tmp_path / "gates.yml", GOOD.replace('["true"]', '["sleep", "600.341"]').replace(
+    s = serve(write(tmp_path / "gates.yml", GOOD.replace('["true"]', f'["sleep", "{SLEEPS[3]}"]').replace(
         "interval: 1s\n            timeout: 1s", "interval: 1h\n            timeout: 50m")))
-    wait_for(lambda: processes_with_arg("600.341"), timeout=30, what="the sleeper to start")
+    wait_for(lambda: processes_with_arg(SLEEPS[3]), timeout=30, what="the sleeper to start")
     s.proc.send_signal(sig)
     assert s.proc.wait(20) == 0
-    wait_for(lambda: not processes_with_arg("600.341"), timeout=10, what="the sleeper to be killed")
+    wait_for(lambda: not processes_with_arg(SLEEPS[3]), timeout=10, what="the sleeper to be killed")

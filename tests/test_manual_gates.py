@@ -6,6 +6,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -239,3 +240,23 @@ def _run_authenticated(s: Served, db: Path) -> None:
     s.stop()
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT by FROM attestations").fetchall() == [("carol",)]
+
+
+def test_check_reads_attestations_and_history_from_the_state_file(tmp_path: Path, write_config) -> None:
+    db = tmp_path / "state.db"
+    config = write_config(CONFIG.format(tracker="m"))
+    store = open_store(str(db))
+    store.attest("m", "security-audit", Attestation(1.0, time.time() - 60, "alice", "ok")).result(10)
+    store.close_sync()
+    run = subprocess.run([sys.executable, "-m", "exporter", "check", "--config.file", str(config),
+                          "--storage.path", str(db), "--tier", "critical"],
+                         capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "PASS" in run.stdout and "security-audit" in run.stdout
+    missing = subprocess.run([sys.executable, "-m", "exporter", "check", "--config.file", str(config),
+                              "--storage.path", str(tmp_path / "nope.db")],
+                             capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    without = subprocess.run([sys.executable, "-m", "exporter", "check", "--config.file", str(config),
+                              "--tier", "critical"], capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert without.returncode == 1, "no state file: no attestation, the critical manual gate fails"

@@ -11,6 +11,8 @@ import http.server
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -232,15 +234,20 @@ class Tab:
     def __init__(self, page: Any):
         self.page = page
         self.problems: list[str] = []
-        page.on("console", lambda m: self.problems.append(f"console.{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on("console", self._console)
         page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
         page.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.url} {r.failure}"))
         page.on("response", lambda r: self.problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
 
+    def _console(self, message: Any) -> None:
+        if message.type in ("error", "warning"):
+            self.problems.append(f"console.{message.type}: {message.text}")
+
     def rows(self) -> dict[str, str]:
         """Gate rows of the overview: gate id -> data-status."""
         return self.page.eval_on_selector_all(
-            "table.gates tr[data-gate]", "rows => Object.fromEntries(rows.map(r => [r.dataset.gate, r.dataset.status]))")
+            "table.gates tr[data-gate]",
+            "rows => Object.fromEntries(rows.map(r => [r.dataset.gate, r.dataset.status]))")
 
     def tiers_of_rows(self) -> set[str]:
         return set(self.page.eval_on_selector_all("table.gates tr[data-gate]", "rows => rows.map(r => r.dataset.tier)"))
@@ -352,12 +359,12 @@ def test_refresh_swaps_in_a_state_change_and_keeps_the_filter(stack: Stack, tab:
     assert tab.rows()["deploy-marker"] == "fail"
     page.evaluate("window.__sameDocument = 'yes'")
     (stack.folder / "deployed.flag").write_text("deployed\n")
-    _until(page, "() => document.querySelector('table.gates tr[data-gate=\"deploy-marker\"]').dataset.status === 'pass'",
-           timeout=60, what="the refreshed row to pass")
+    row = "document.querySelector('table.gates tr[data-gate=\"deploy-marker\"]')"
+    _until(page, f"() => {row}.dataset.status === 'pass'", timeout=60, what="the refreshed row to pass")
     assert page.evaluate("window.__sameDocument") == "yes"  # swapped in place, not reloaded
     assert page.locator("main").get_attribute("data-refreshed")
     assert tab.tiers_of_rows() == {"important"}
-    assert page.locator('tr[data-gate="deploy-marker"] .badge').inner_text() == "Pass"
+    assert page.locator('table.gates tr[data-gate="deploy-marker"] .badge').inner_text() == "Pass"
     assert tab.problems == []
 
 
@@ -384,7 +391,7 @@ def test_markup_in_titles_and_messages_is_shown_as_text_and_never_runs(stack: St
     assert tab.problems == []
 
 
-def test_gate_page_shows_attestations_history_and_stored_uptime(stack: Stack, tab: Tab) -> None:
+def test_gate_page_shows_attestations_history_and_stored_uptime(stack: Stack, tab: Tab, tmp_path: Path) -> None:
     page = tab.page
     req = urllib.request.Request(stack.url("/api/gates/security-review/attestations?tracker=demo"),
                                  data=json.dumps({"value": 1, "by": "alice",
@@ -407,6 +414,7 @@ def test_gate_page_shows_attestations_history_and_stored_uptime(stack: Stack, ta
     assert day.locator(".cell").count() == 30
     assert day.locator(".cell.u-mid").count() >= 1  # the seeded bad day 20 days ago
     assert "with failures" in page.locator("main").inner_text()
+    page.screenshot(path=str(tmp_path / "gate-page.png"), full_page=True)
     assert tab.problems == []
 
 
@@ -479,8 +487,17 @@ def test_page_assets_and_refresh_sit_behind_basic_auth(browser: Any, tmp_path: P
     web_config = tmp_path / "web.yml"
     hashed = bcrypt.hashpw(b"s3cret-pw", bcrypt.gensalt(rounds=4)).decode()
     web_config.write_text(f"basic_auth_users:\n  viewer: {hashed}\n")
-    served = start_serve(config, tmp_path, "--web.config.file", str(web_config), ready=False)
+    port = free_port()
+    log_file = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config.file", str(config),
+                             "--web.config.file", str(web_config), "--web.listen-address", f"127.0.0.1:{port}",
+                             "--storage.path", str(tmp_path / "state.db")],
+                            stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
+    served = Served(proc, port, tmp_path / "serve.log")  # type: ignore[arg-type]
     try:
+        wait_for(lambda: proc.poll() is not None or served.get("/-/healthy", timeout=1)[0] == 401, timeout=30,
+                 what="the exporter to answer (401)")
+        assert proc.poll() is None, served.log()
         for path in ("/", "/?partial=1", "/gates/host", "/assets/status.js", "/assets/status.css"):
             assert served.get(path)[0] == 401, path
         context = browser.new_context(http_credentials={"username": "viewer", "password": "s3cret-pw"})
@@ -497,3 +514,4 @@ def test_page_assets_and_refresh_sit_behind_basic_auth(browser: Any, tmp_path: P
             context.close()
     finally:
         served.stop()
+        log_file.close()

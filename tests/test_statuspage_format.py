@@ -40,7 +40,8 @@ def gates():
     ("cov", {"value": 0.85}, ["85.0 % >= 85 %"]),
     ("cov", {"value": 0.8512}, ["85.1 % >= 85 %"]),
     ("cov-ratio", {"value": 0.7234}, ["72.3 % >= 80 %"]),
-    ("api", {"status": 200, "response_time": 0.212, "value": 0.212}, ["status 200 == 200", "response_time 212 ms < 500 ms"]),
+    ("api", {"status": 200, "response_time": 0.212, "value": 0.212},
+     ["status 200 == 200", "response_time 212 ms < 500 ms"]),
     ("api", {"status": 503, "response_time": 1.5}, ["status 503 == 200", "response_time 1500 ms < 500 ms"]),
     ("api-bare", {"response_time": 0.0421}, ["response_time 42.1 ms < 500 ms"]),
     ("fresh", {"age": 3600.0}, ["age 60.0 min < 1 d"]),
@@ -134,3 +135,11 @@ def test_filters_refuse_unknown_words_without_repeating_them(query):
                                            (3 * 3600, "3 h ago"), (3 * 86400, "3 d ago")])
 def test_ago(age, expected):
     assert ago(None if age is None else 1000.0 - age, 1000.0) == expected
+
+
+def test_large_counts_get_thousands_separators():
+    strip = uptime_strip({86400 * 40: [5700, 5760]}, 86400 * 40 + 10, 86400, 30, "Last 30 days")
+    assert strip.cells[-1].title == "1970-02-10 UTC: 5,700 of 5,760 passed (99.0 %)"
+    assert strip.summary == "Last 30 days: 5,700 of 5,760 evaluations passed (99.0 %); 1 day with failures."
+    assert 'title="1970-02-10 UTC: 5,700 of 5,760 passed (99.0 %)"' in strip.cells_html
+    assert strip.cells[-1].level == "high"

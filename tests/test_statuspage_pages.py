@@ -75,7 +75,8 @@ class Page(html.parser.HTMLParser):
         return " ".join(" ".join(self.text_parts).split())
 
     def all(self, tag: str, **attrs: str) -> list[dict[str, str]]:
-        return [a for t, a in self.elements if t == tag and all(a.get(k.replace("_", "-")) == v for k, v in attrs.items())]
+        want = {k.replace("_", "-"): v for k, v in attrs.items()}
+        return [a for t, a in self.elements if t == tag and all(a.get(k) == v for k, v in want.items())]
 
     def rows(self) -> dict[str, str]:
         """Gate rows of the overview: gate id -> status."""

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from tests.conftest import ROOT, Served, free_port, parse_metrics, wait_for
@@ -122,6 +123,7 @@ def test_restart_with_the_same_config_compares_every_restored_sample(tmp_path: P
     s = serve(config, "--storage.path", str(db))
     wait_for(lambda: evaluations(s) >= 2, timeout=60, what="first evaluations")
     first = restored_samples(s)  # the next evaluation is 45 s away: this is the last thing it exports
+    first_detail = {g: json.loads(s.get(f"/api/gates/{g}")[1]) for g in ("a", "b")}
     s.stop()
     names = {k[0] for k in first}
     assert {"gate_passed", "gate_value", "gate_last_evaluation_timestamp_seconds", "gate_uptime_ratio",
@@ -129,6 +131,11 @@ def test_restart_with_the_same_config_compares_every_restored_sample(tmp_path: P
     hang.touch()
     s2 = serve(config, "--storage.path", str(db))
     assert restored_samples(s2) == first
+    for g, before in first_detail.items():
+        after = json.loads(s2.get(f"/api/gates/{g}")[1])
+        assert after["history"] == before["history"] and after["history"]
+        for key in ("status", "value", "measurements", "last_evaluation", "last_pass", "counts", "message"):
+            assert after[key] == before[key], key
     s2.stop()  # cancels the hanging evaluations: nothing is recorded
     s3 = serve(config, "--storage.path", str(db))
     assert restored_samples(s3) == first, "a second restart changes nothing"
@@ -232,3 +239,34 @@ def test_empty_storage_path_keeps_state_in_memory(tmp_path: Path, write_config, 
     wait_for(lambda: evaluations(s) >= 1, timeout=30, what="an evaluation")
     assert "qualitygate_storage_up" not in s.get("/metrics")[1]
     assert "state kept in memory only" in s.log()
+
+
+def test_a_gate_dropped_by_a_reload_and_restored_keeps_its_history(tmp_path: Path, write_config, serve) -> None:
+    db = tmp_path / "state.db"
+    both = tracker("""
+          - {id: keep, interval: 1s, timeout: 1s, file: {path: /etc/hostname}}
+          - {id: typo-victim, interval: 1s, timeout: 1s, file: {path: /etc/hostname}}
+""")
+    config = write_config(both)
+    s = serve(config, "--storage.path", str(db), "--web.enable-lifecycle")
+
+    def count(gate: str) -> float:
+        m = parse_metrics(s.get("/metrics")[1])
+        return sum(v for (n, ls), v in m.items() if n == "gate_evaluations_total" and dict(ls)["gate"] == gate)
+
+    wait_for(lambda: count("typo-victim") >= 3, timeout=30, what="evaluations of the gate")
+    config.write_text(both.replace("typo-victim", "typo-victm"))  # the typo
+    req = urllib.request.Request(s.url + "/-/reload", method="POST")
+    assert urllib.request.urlopen(req, timeout=30).status == 200
+    assert count("typo-victim") == 0
+    wait_for(lambda: "no longer configured" in s.log(), timeout=30, what="the writer to mark the gate unseen")
+    with sqlite3.connect(db) as c:
+        (before,) = c.execute("SELECT n_pass FROM gates WHERE gate = 'typo-victim'").fetchone()
+    assert before >= 3, "the rows stay for the grace period"
+    config.write_text(both)  # fixed
+    assert urllib.request.urlopen(urllib.request.Request(s.url + "/-/reload", method="POST"), timeout=30).status == 200
+    assert count("typo-victim") >= before, "memory got the stored history back at once"
+    detail = json.loads(s.get("/api/gates/typo-victim")[1])
+    assert len(detail["history"]) >= 3
+    assert parse_metrics(s.get("/metrics")[1])[("gate_uptime_ratio", frozenset(
+        {"tracker": "durable", "phase": "p", "step": "s", "gate": "typo-victim", "tier": "important"}.items()))] == 1.0

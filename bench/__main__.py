@@ -1,0 +1,68 @@
+"""Run the benchmark suite: `python -m bench [--smoke] [--only P1,P3] [--out DIR]` (bench/run.sh installs first).
+
+Prints a markdown table (ours, peer or baseline, ratio, target, machine) and writes the same as
+JSON into bench/results/. Every process it starts listens on 127.0.0.1 and is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from bench.report import Row, table, write_json
+from bench.support import ROOT, machine
+
+BENCHMARKS = {
+    "P1": ("bench.p1_scrape", "/metrics at 10,000 gates"),
+    "P2": ("bench.p2_http_cpu", "CPU per HTTP gate evaluation"),
+    "P3": ("bench.p3_schedule", "10,000 gates at 15 s"),
+    "P4": ("bench.p4_startup", "validate and start-up of 10,000 gates"),
+    "P5": ("bench.p5_command", "command gates"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected benchmarks; exit 0 when every one ran (missed targets are reported, not fatal)."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes and durations: proves the suite runs (CI)")
+    parser.add_argument("--only", default="", metavar="P1,P2", help="run only these benchmarks")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), metavar="DIR", help="where the JSON goes")
+    args = parser.parse_args(argv)
+    chosen = [b.strip().upper() for b in args.only.split(",") if b.strip()] or list(BENCHMARKS)
+    unknown = [b for b in chosen if b not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]} (one of {', '.join(BENCHMARKS)})")
+
+    info = machine()
+    rows: list[Row] = []
+    t_start = time.monotonic()
+    for name in chosen:
+        module_name, what = BENCHMARKS[name]
+        print(f"== {name}: {what}{' (smoke)' if args.smoke else ''}", file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix=f"qg-bench-{name.lower()}-") as tmp:
+            try:
+                module = importlib.import_module(module_name)
+                got = module.run(Path(tmp), args.smoke)
+            except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others' rows
+                traceback.print_exc()
+                got = [Row(name, what, None, "", error=f"{type(exc).__name__}: {exc}")]
+        for r in got:
+            r.details.setdefault("seconds", round(time.monotonic() - t0, 1))
+            print(f"   {r.id}: {r.ours} {r.unit} (peer {r.peer}) ok={r.ok}", file=sys.stderr, flush=True)
+        rows += got
+    info["loadavg_at_end"] = __import__("os").getloadavg()[0]
+    info["suite_seconds"] = round(time.monotonic() - t_start, 1)
+    path = write_json(rows, info, {"smoke": args.smoke, "only": chosen}, Path(args.out))
+    print(table(rows, info))
+    print(f"\n{info['suite_seconds']} s in all; JSON: {path}", file=sys.stderr)
+    return 1 if any(r.error for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""P1: /metrics at 10,000 gates (every contract series) against prometheus_client.generate_latest.
+
+Ours: a real `qualitygate serve` with 10,000 gates evaluating every 15 s (file gates with a
+threshold, one uptime gate per step so gate_objective_ratio exists too), scraped back to back
+over a kept-alive connection with the headers Prometheus sends (OpenMetrics, gzip); latency is
+request sent to last byte received. Baseline: the same families and samples (parsed from one of
+our scrapes) put into a CollectorRegistry of labelled Gauges and Counters (plus the default
+process, platform and GC collectors), the stock way, rendered by generate_latest in-process with
+no HTTP and no gzip: that favours the baseline. The ratio is the baseline's median over our p99.
+
+Also measured, without a target: the identity (uncompressed) text format, and the worst case
+where every gate changed since the previous scrape (Prometheus scraping once per gate interval),
+rendered in-process.
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+import statistics
+import time
+from pathlib import Path
+
+from bench import gen
+from bench.report import Row
+from bench.support import PROMETHEUS_ACCEPT, BenchError, exporter, percentile, wait_for
+
+CONTRACT_FAMILIES = (
+    "gate_passed", "gate_probe_error", "gate_value", "gate_threshold", "gate_evaluation_duration_seconds",
+    "gate_interval_seconds", "gate_objective_ratio", "gate_last_evaluation_timestamp_seconds",
+    "gate_last_pass_timestamp_seconds", "gate_evaluations_total", "gate_uptime_ratio", "gate_info",
+    "step_completion_ratio", "phase_completion_ratio", "tracker_completion_ratio", "tracker_gates",
+    "qualitygate_build_info", "qualitygate_config_last_reload_successful",
+    "qualitygate_config_last_reload_success_timestamp_seconds",
+)
+
+
+def baseline_registry(text: str):
+    """A CollectorRegistry holding the same gate and aggregate series, built the stock way."""
+    import prometheus_client
+    from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, PlatformCollector, ProcessCollector
+    from prometheus_client.parser import text_string_to_metric_families
+
+    prometheus_client.disable_created_metrics()  # ours has no _created series: do not make the baseline render more
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    samples = 0
+    for fam in text_string_to_metric_families(text):
+        if fam.name.startswith(("process_", "python_")) or not fam.samples:
+            continue
+        labelnames = list(fam.samples[0].labels)
+        if fam.type == "counter":
+            metric = Counter(fam.name, fam.documentation, labelnames, registry=registry)
+            for s in fam.samples:
+                if s.name.endswith("_total"):
+                    (metric.labels(**s.labels) if labelnames else metric).inc(s.value)
+                    samples += 1
+        else:
+            metric = Gauge(fam.name, fam.documentation, labelnames, registry=registry)
+            for s in fam.samples:
+                (metric.labels(**s.labels) if labelnames else metric).set(s.value)
+                samples += 1
+    return registry, samples
+
+
+def worst_case(config_path: Path, renders: int) -> dict[str, float]:
+    """In-process: every gate changes between two renders (gzip, as Prometheus asks)."""
+    from exporter.config import load_config
+    from exporter.exposition import Exposition
+    from exporter.model import Result
+    from exporter.state import State
+
+    config = load_config(str(config_path))
+    state = State()
+    expo = Exposition()
+    expo.set_trackers([(config, state)])
+    times = []
+    rnd = random.Random(7)
+    for _ in range(renders):
+        now = time.time()
+        for g in config.gates:
+            st = state.record(Result(g.id, "pass", now, rnd.random() / 100, {"value": rnd.random() * 100}))
+            expo.update(g, st, config.uptime_window, now)
+        t0 = time.perf_counter()
+        expo.render(True, gzip=True)
+        times.append(time.perf_counter() - t0)
+    return {"p50_ms": statistics.median(times) * 1e3, "max_ms": max(times) * 1e3, "renders": renders}
+
+
+def run(workdir: Path, smoke: bool) -> list[Row]:
+    """Measure and return the P1 rows."""
+    gates = 300 if smoke else 10_000
+    scrape_seconds = 2.0 if smoke else 20.0
+    baseline_renders = 2 if smoke else 5
+    fresh = workdir / "fresh.txt"
+    fresh.write_text("fresh\n")
+    config = gen.write(workdir / "p1.yml", gen.all_series_config(gates, str(fresh)))
+    with exporter(config, workdir) as exp:
+        wait_for(lambda: exp.pending() == 0, 120, "every gate's first evaluation", interval=0.5)
+        text = exp.metrics_text()
+        missing = [f for f in CONTRACT_FAMILIES if f"\n{f}{{" not in text and f"\n{f} " not in text]
+        if missing:
+            raise BenchError(f"/metrics lacks samples of {', '.join(missing)}")
+        series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+        prom = {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
+        exp.scrape(prom)  # warm the connection
+        latencies, sizes = [], []
+        deadline = time.monotonic() + scrape_seconds
+        while time.monotonic() < deadline:
+            elapsed, body, headers = exp.scrape(prom)
+            latencies.append(elapsed)
+            sizes.append(len(body))
+        if headers.get("content-encoding") != "gzip" or not gzip.decompress(body).endswith(b"# EOF\n"):
+            raise BenchError("the scrape was not gzip-compressed OpenMetrics")
+        plain = []
+        deadline = time.monotonic() + scrape_seconds / 4
+        while time.monotonic() < deadline:
+            plain.append(exp.scrape({"Accept-Encoding": "identity"})[0])
+        evaluated = exp.samples("gate_evaluations_total")["gate_evaluations_total"]
+
+    registry, samples = baseline_registry(text)
+    from prometheus_client import generate_latest
+
+    base = []
+    for _ in range(baseline_renders):
+        t0 = time.perf_counter()
+        generate_latest(registry)
+        base.append(time.perf_counter() - t0)
+    worst = worst_case(config, 2 if smoke else 5)
+
+    p99 = percentile(latencies, 0.99) * 1e3
+    base_ms = statistics.median(base) * 1e3
+    ratio = base_ms / p99
+    details = {
+        "gates": gates, "series": series, "baseline_samples": samples, "scrapes": len(latencies),
+        "scrape_p50_ms": percentile(latencies, 0.5) * 1e3, "scrape_p99_ms": p99,
+        "scrape_max_ms": max(latencies) * 1e3, "gzip_bytes_p50": statistics.median(sizes),
+        "identity_scrapes": len(plain), "identity_p50_ms": percentile(plain, 0.5) * 1e3,
+        "identity_p99_ms": percentile(plain, 0.99) * 1e3, "baseline_renders_ms": [b * 1e3 for b in base],
+        "worst_case_every_gate_changed": worst, "evaluations_during_run": evaluated,
+    }
+    rows = [
+        Row("P1", f"/metrics p99 scrape latency, {gates:,} gates, {series:,} series (gzip OpenMetrics, over HTTP, "
+                  "gates evaluating)", p99, "ms",
+            peer=base_ms, peer_what="generate_latest, same series, median", ratio=ratio, ratio_what="lower",
+            target=">= 50x lower; p99 < 25 ms", ok=(ratio >= 50 and p99 < 25), details=details),
+        Row("P1b", "/metrics p99, identity text format (no gzip), over HTTP", details["identity_p99_ms"], "ms",
+            peer=base_ms, peer_what="generate_latest median", ratio=base_ms / details["identity_p99_ms"],
+            ratio_what="lower", target="(informational)", ok=None),
+        Row("P1c", "worst case: every gate changed since the last scrape, render + gzip in-process (max)",
+            worst["max_ms"], "ms", peer=base_ms, peer_what="generate_latest median",
+            ratio=base_ms / worst["max_ms"], ratio_what="lower", target="(informational)", ok=None),
+    ]
+    return rows
