@@ -39,7 +39,8 @@ def all_series_config(n: int, file_path: str) -> str:
     return tracker_yaml(n, gate)
 
 
-def mixed_config(n: int, url: str, file_path: str, http_share: float = 0.5, interval: str = "15s") -> str:
+def mixed_config(n: int, url: str, file_path: str, http_share: float = 0.5, interval: str = "15s",
+                 timeout: str = "1s") -> str:
     """P3: http gates against `url` and file gates, interleaved."""
     every = max(1, round(1 / http_share)) if http_share > 0 else 0
 
@@ -47,7 +48,7 @@ def mixed_config(n: int, url: str, file_path: str, http_share: float = 0.5, inte
         if every and i % every == 0:
             return [f'http: {{url: "{url}"}}', 'expect: "response_time < 1s"']
         return [f"file: {{path: {file_path}}}"]
-    return tracker_yaml(n, gate, interval=interval)
+    return tracker_yaml(n, gate, interval=interval, timeout=timeout)
 
 
 def write(path: Path, text: str) -> Path:

@@ -3,7 +3,7 @@
 Every string from a config or a probe reaches HTML only through Jinja2 with autoescaping on, and
 the pages carry a Content-Security-Policy that allows no inline script, so an escaping slip
 still could not run code. The page's one script (`/assets/status.js`) re-fetches the same URL
-with `?partial=1` every 10 s and swaps the `<main>` element, so filters survive a refresh.
+with `?partial=1` every 10 s and swaps the content of `<main>`, so filters survive a refresh.
 """
 
 from __future__ import annotations
@@ -522,7 +522,7 @@ class StatusPage:
         name = request.query.get("tracker")
         if name is None and len(runtime.trackers) != 1:
             return await self._render(request, "trackers.html", "_trackers_main.html",
-                                trackers=self._tracker_list(runtime), title="Trackers")
+                                      trackers=self._tracker_list(runtime), title="Trackers")
         if name is None:
             name = next(iter(runtime.trackers))
         config = runtime.trackers.get(name)
@@ -532,7 +532,7 @@ class StatusPage:
         view = tracker_view(config, runtime.states[name], filters, now)
         keep = {"tracker": name} if request.query.get("tracker") is not None else {}
         return await self._render(request, "index.html", "_index_main.html", t=view, filters=filters,
-                            filter_links=_filter_links(filters, keep), keep=keep, title=config.title)
+                                  filter_links=_filter_links(filters, keep), keep=keep, title=config.title)
 
     async def gate(self, request: web.Request) -> web.Response:
         """One gate: details, uptime, recent evaluations and attestations."""
@@ -543,8 +543,8 @@ class StatusPage:
             owners = [n for n, c in runtime.trackers.items() if c.gate(gate_id) is not None]
             if len(owners) > 1:
                 return await self._error(request, 400, "Several trackers have this gate",
-                                   "Add ?tracker=NAME to the address.",
-                                   links=[(f"/gates/{gate_id}?" + urlencode({"tracker": n}), n) for n in owners])
+                                         "Add ?tracker=NAME to the address.",
+                                         links=[(_url(f"/gates/{gate_id}", {"tracker": n}), n) for n in owners])
             name = owners[0] if owners else None
         config = runtime.trackers.get(name) if name is not None else None
         gate = config.gate(gate_id) if config else None
@@ -560,9 +560,9 @@ class StatusPage:
                    for r in reversed(st.history)] if st else []
         keep = {"tracker": config.tracker} if len(runtime.trackers) > 1 else {}
         return await self._render(request, "gate.html", "_gate_main.html", g=view, history=history,
-                            counts=dict(st.counts) if st else {},
-                            attestations=_attestations(runtime, config.tracker, gate, now),
-                            tracker_title=config.title, keep=keep, title=gate.title)
+                                  counts=dict(st.counts) if st else {},
+                                  attestations=_attestations(runtime, config.tracker, gate, now),
+                                  tracker_title=config.title, keep=keep, title=gate.title)
 
     async def asset(self, request: web.Request) -> web.Response:
         """A static asset with a validator; the ?v= URLs make long caching safe."""
@@ -579,7 +579,7 @@ class StatusPage:
     # --- helpers ---
 
     async def _render(self, request: web.Request, page: str, fragment: str, status: int = 200,
-                **ctx: Any) -> web.Response:
+                      **ctx: Any) -> web.Response:
         ctx.setdefault("refresh_seconds", REFRESH_SECONDS if status == 200 else 0)
         ctx.update(version=__version__, asset=self.asset_url, url=_url,
                    statuses=STATUSES, tiers=TIERS, status_labels=STATUS_LABELS)
@@ -593,9 +593,9 @@ class StatusPage:
         return response
 
     async def _error(self, request: web.Request, status: int, heading: str, message: str,
-               links: list[tuple[str, str]] | None = None) -> web.Response:
+                     links: list[tuple[str, str]] | None = None) -> web.Response:
         return await self._render(request, "error.html", "_error_main.html", status=status, title=heading,
-                            heading=heading, message=message, links=links or [])
+                                  heading=heading, message=message, links=links or [])
 
     def _tracker_list(self, runtime: Any) -> list[dict[str, Any]]:
         out = []
@@ -618,7 +618,8 @@ def _filter_links(filters: Filters, keep: Mapping[str, str]) -> dict[str, list[d
     groups: dict[str, list[dict[str, Any]]] = {}
     for name, words, chosen, other_name, other in (("tier", TIERS, filters.tiers, "status", filters.statuses),
                                                     ("status", STATUSES, filters.statuses, "tier", filters.tiers)):
-        base = list(keep.items()) + [(other_name, w) for w in sorted(other)]
+        base = list(keep.items()) + [(other_name, w) for w in (STATUSES if other_name == "status" else TIERS)
+                                     if w in other]
         links = [{"label": "all", "href": _url("/", base), "current": not chosen}]
         for w in words:
             links.append({"label": w, "href": _url("/", base + [(name, w)]), "current": chosen == {w}})

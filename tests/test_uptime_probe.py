@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -148,3 +149,29 @@ def test_uptime_through_a_real_serve_with_stored_history(tmp_path: Path, write_c
     assert "does not satisfy" in detail["message"]
     s.stop()
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def test_serving_runtime_coarsens_memory_buckets(tmp_path: Path, monkeypatch) -> None:
+    """Memory coarsens like the file does, so 30 days of a 15 s gate stay about 100 buckets."""
+    import exporter.runtime as runtime_mod
+    from exporter.runtime import Runtime, load_configs
+
+    monkeypatch.setattr(runtime_mod, "COMPACT_EVERY", 0.05)
+    path = tmp_path / "t.yml"
+    path.write_text(CONFIG)
+    rt = Runtime([str(path)])
+    rt.store = open_store(str(tmp_path / "s.db"))
+    await rt.start(load_configs([str(path)]))
+    try:
+        st = rt.states["t"].get("api")
+        now = time.time()
+        for k in range(12 * 24 * 3):  # three days of 5-minute buckets, as if never compacted
+            st.buckets[int((now - 3 * 86400) // 300 * 300 + k * 300)] = [1, 1]
+        for _ in range(200):
+            if len(st.buckets) < 80:
+                break
+            await asyncio.sleep(0.05)
+        assert len(st.buckets) < 80
+        assert sum(t for _, t in st.buckets.values()) >= 12 * 24 * 3  # nothing lost, only merged
+    finally:
+        await rt.stop()
