@@ -116,6 +116,9 @@ def start_serve(config: Path | list[Path], tmp_path: Path, *extra_args: str, rea
             raise AssertionError(f"exporter exited with {proc.returncode}:\n{served.log()}")
         if ready:
             wait_for(lambda: served.get("/-/ready", timeout=1)[0] == 200, timeout=30, what="exporter ready")
+    except AssertionError as exc:
+        served.stop(signal.SIGKILL)
+        raise AssertionError(f"{exc}\n--- exporter log ---\n{served.log()[-4000:]}") from None
     except BaseException:
         served.stop(signal.SIGKILL)
         raise
