@@ -20,10 +20,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from exporter.config import parse_config  # noqa: E402
-from exporter.model import Result  # noqa: E402
-from exporter.state import HISTORY, State, bucket_start  # noqa: E402
-from exporter.storage import open_store  # noqa: E402
+from exporter.config import parse_config
+from exporter.model import Result
+from exporter.state import HISTORY, State, bucket_start
+from exporter.storage import open_store
 
 TRACKER = "bench"
 

@@ -11,7 +11,8 @@ import os
 import re
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from exporter.log import kv
 

@@ -20,6 +20,9 @@ log = logging.getLogger("qualitygate.scheduler")
 FIRST_RUN_SPREAD = 1.0  # seconds over which first evaluations are spread after start or reload
 LAG_WINDOW = 60.0  # seconds of schedule-lag samples kept for the lag gauge
 LAG_CACHE = 1.0  # seconds a computed lag quantile is reused (sorting a minute of samples is not free)
+# Gates due within one tick start together: their I/O then shares event-loop wake-ups, which costs
+# far less CPU per probe than one wake-up (and epoll call) per probe. It adds at most a tick of lag.
+DISPATCH_TICK = 0.05
 
 
 class Scheduler:
@@ -119,8 +122,12 @@ class Scheduler:
                 now = self._clock()
                 while self._heap and self._heap[0][0] <= now:
                     self._dispatch(now)
-                # One timer for the earliest due gate (not a timeout task per sleep).
-                timer = loop.call_later(self._heap[0][0] - now, self._wake.set) if self._heap else None
+                # One timer for the earliest due gate (not a timeout task per sleep), at a tick boundary.
+                timer = None
+                if self._heap:
+                    due = self._heap[0][0]
+                    wake = math.ceil(due / DISPATCH_TICK) * DISPATCH_TICK if DISPATCH_TICK > 0 else due
+                    timer = loop.call_later(max(0.0, wake - now), self._wake.set)
                 try:
                     await self._wake.wait()
                 finally:

@@ -18,8 +18,9 @@ import pathlib
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from exporter.exposition import simple
 from exporter.log import kv
@@ -109,7 +110,7 @@ class Attestation:
 
     def to_json(self) -> dict[str, Any]:
         """The API form."""
-        at = datetime.datetime.fromtimestamp(self.at, datetime.timezone.utc)
+        at = datetime.datetime.fromtimestamp(self.at, datetime.UTC)
         return {"value": self.value, "note": self.note, "by": self.by,
                 "at": at.isoformat(timespec="seconds").replace("+00:00", "Z"), "at_seconds": self.at}
 
@@ -214,7 +215,7 @@ class Store:
         self._load_attestations()
 
     def _checked_connection(self, move_corrupt_aside: bool) -> sqlite3.Connection:
-        """A read connection to a healthy file with our schema (created if new)."""
+        """A connection to a file that passes quick_check (a corrupt one is moved aside first)."""
         try:
             db = _connect(self.path)
             problem = _check(db)
@@ -230,6 +231,10 @@ class Store:
         if not move_corrupt_aside:
             raise StorageError(f"state file {self.path} is corrupt: {problem}")
         aside = f"{self.path}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        n = 1
+        while os.path.exists(aside):  # two bad starts in one second must not overwrite the first
+            aside = f"{self.path}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{n}"
+            n += 1
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(self.path + suffix):
                 os.replace(self.path + suffix, aside + suffix)
@@ -329,7 +334,7 @@ class Store:
         if not gates:
             return 0
         # Whole-tracker queries when most gates are wanted, queries by gid otherwise. Buckets come
-        # grouped per gate as JSON (integers only, so exact): a million rows restore in a second.
+        # grouped per gate as three JSON integer arrays: one parse instead of a million row tuples.
         bulk = wanted is None or len(gates) > 200
         if bulk:
             where, params = "gid IN (SELECT gid FROM gates WHERE tracker = ?)", (tracker,)
@@ -337,16 +342,17 @@ class Store:
             where, params = f"gid IN ({','.join('?' * len(gates))})", tuple(gates)
         hist_rows = db.execute("SELECT gid, started, duration, outcome, measurements, message FROM history "
                                f"WHERE {where} ORDER BY gid, seq", params).fetchall()
-        bucket_rows = db.execute("SELECT gid, json_group_array(json_array(start, passed, total)) FROM buckets "
-                                 f"WHERE {where} GROUP BY gid", params).fetchall()
+        bucket_rows = db.execute("SELECT gid, '[[' || group_concat(start) || '],[' || group_concat(passed) || '],[' "
+                                 f"|| group_concat(total) || ']]' FROM buckets WHERE {where} GROUP BY gid",
+                                 params).fetchall()
         for (gid, started, duration, outcome, _, message), meas in zip(hist_rows, _decode(r[4] for r in hist_rows)):
             entry = gates.get(gid)
             if entry is not None:
                 entry[1].history.append(Result(entry[0], outcome, started, duration, meas, message))
-        for (gid, _), triples in zip(bucket_rows, json.loads("[" + ",".join(r[1] for r in bucket_rows) + "]")):
+        for (gid, _), columns in zip(bucket_rows, json.loads("[" + ",".join(r[1] for r in bucket_rows) + "]")):
             entry = gates.get(gid)
             if entry is not None:
-                entry[1].buckets = {start: [passed, total] for start, passed, total in triples}
+                entry[1].buckets = {start: [passed, total] for start, passed, total in zip(*columns)}
         for gate, st in gates.values():
             st.version += 1
             state.gates[gate] = st
@@ -374,7 +380,8 @@ class Store:
     def metric_lines(self, openmetrics: bool) -> list[str]:
         """The storage self-metrics for /metrics."""
         out = simple("qualitygate_storage_up", "gauge",
-                     "1 if the state file is being written; 0 while degraded to memory only.", float(self.up), openmetrics)
+                     "1 if the state file is being written; 0 while degraded to memory only.",
+                     float(self.up), openmetrics)
         out += simple("qualitygate_storage_errors_total", "counter",
                       "Failed storage transactions and opens.", self.errors, openmetrics)
         out += simple("qualitygate_storage_writes_total", "counter",
@@ -410,8 +417,11 @@ class Store:
         self._queue.append(op)
 
     def _drop(self, n: int) -> None:
-        for _ in range(min(n, len(self._queue))):
-            op = self._queue.popleft()
+        for _ in range(n):
+            try:
+                op = self._queue.popleft()
+            except IndexError:  # the writer took the rest meanwhile
+                return
             self.dropped += 1
             if op[0] == "attest":
                 op[4].set_exception(StorageError("storage queue overflowed"))
@@ -520,12 +530,15 @@ class _Writer:
     def drain(self) -> bool:
         """Commit the whole queue in batches; False after a failed transaction."""
         store = self.store
+        if not self.connect():
+            return False
         while store._queue:
-            if not self.connect():
-                return False
             batch = []
-            while store._queue and len(batch) < BATCH:
-                batch.append(store._queue.popleft())
+            while len(batch) < BATCH:
+                try:
+                    batch.append(store._queue.popleft())
+                except IndexError:  # empty, or emptied by a drop on the event loop
+                    break
             store._in_batch = len(batch)
             try:
                 self.write(batch)
@@ -540,6 +553,15 @@ class _Writer:
                 store._fault("storage write failed; serving from memory and retrying", exc)
                 self.close()  # reopen on retry: a file made writable again, or replaced, is picked up
                 return False
+            except Exception:  # a bug must not kill the writer, nor be retried forever
+                store._in_batch = 0
+                self.gids.clear()
+                self.seqs.clear()
+                self._rollback()
+                store.errors += 1
+                store.dropped += len(batch)
+                log.exception("storage write failed unexpectedly; dropped the batch", extra=kv(writes=len(batch)))
+                continue
             store._in_batch = 0
             store.writes += len(batch)
             for op in batch:
@@ -620,7 +642,8 @@ class _Writer:
         db.execute("DELETE FROM temp.seen")
         db.executemany("INSERT INTO temp.seen VALUES (?, ?)", names)
         match = "EXISTS (SELECT 1 FROM temp.seen s WHERE s.tracker = gates.tracker AND s.gate = gates.gate)"
-        gone = db.execute(f"UPDATE gates SET unseen_since = ? WHERE unseen_since IS NULL AND NOT {match}", (now,)).rowcount
+        gone = db.execute(f"UPDATE gates SET unseen_since = ? WHERE unseen_since IS NULL AND NOT {match}",
+                          (now,)).rowcount
         back = db.execute(f"UPDATE gates SET unseen_since = NULL WHERE unseen_since IS NOT NULL AND {match}").rowcount
         if gone:
             log.warning("gates no longer configured; their stored state is kept for the grace period",
@@ -630,12 +653,14 @@ class _Writer:
 
     def op_maintain(self, db: sqlite3.Connection, now: float) -> None:
         # Coarsen in one pass, as GateState.compact does: each bucket moves to the size its age calls for.
-        target = "CASE " + " ".join(f"WHEN start > :now - {limit} THEN start - start % {size}"
-                                    for limit, size in TIERS if limit is not None) + f" ELSE start - start % {TIERS[-1][1]} END"
+        whens = " ".join(f"WHEN start > :now - {limit} THEN start - start % {size}"
+                         for limit, size in TIERS if limit is not None)
+        target = f"CASE {whens} ELSE start - start % {TIERS[-1][1]} END"
         moved = f"SELECT gid, start, {target} AS target, passed, total FROM buckets WHERE start <= :now - {TIERS[0][0]}"
         # Through a temp table: a bucket can be both merged away and merged into.
         db.execute("DROP TABLE IF EXISTS temp.merged")
-        db.execute("CREATE TEMP TABLE merged AS SELECT gid, target AS start, sum(passed) AS passed, sum(total) AS total "
+        db.execute("CREATE TEMP TABLE merged AS "
+                   "SELECT gid, target AS start, sum(passed) AS passed, sum(total) AS total "
                    f"FROM ({moved}) WHERE target != start GROUP BY gid, target", {"now": now})
         db.execute(f"DELETE FROM buckets WHERE start <= :now - {TIERS[0][0]} AND start != ({target})", {"now": now})
         db.execute("INSERT INTO buckets (gid, start, passed, total) SELECT gid, start, passed, total FROM temp.merged "

@@ -333,7 +333,9 @@ class _ReloadingTLS:
         self._lock = threading.Lock()
         self._checked = time.monotonic()
         self._stamp = _file_stamp(self.paths)
+        self._failed: object = None
         self.context: ssl.SSLContext | None = None
+        self.current: ssl.SSLContext | None = None
         built = self._try_build()
         if isinstance(built, list):
             for name, message in built:
@@ -389,18 +391,20 @@ class _ReloadingTLS:
                 if now - self._checked >= RELOAD_CHECK_INTERVAL:
                     self._checked = now
                     self._maybe_reload()
-        if self.current is not ctx:
+        if self.current is not None and self.current is not ctx:
             conn.context = self.current
 
     def _maybe_reload(self) -> None:
         stamp = _file_stamp(self.paths)
-        if stamp is None or stamp == self._stamp:
+        if stamp is None or stamp in (self._stamp, self._failed):
             return
         built = self._try_build()
         if isinstance(built, list):
+            # Logged once per state of the files; the next change (e.g. the key arriving) is tried again.
+            self._failed = stamp
             log.error("TLS files changed but cannot be loaded; keeping the previous ones",
                       extra=kv(errors="; ".join(f"{k}: {m}" for k, m in built)))
-            return  # the stamp is kept old, so the next look tries again
+            return
         self._stamp = stamp
         self.current = built
         log.info("TLS certificate files reloaded", extra=kv(cert_file=self.tls.cert_file))

@@ -19,7 +19,7 @@ from tests.test_manual_gates import CONFIG
 def attest(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k != "QUALITYGATE_PASSWORD"}
     return subprocess.run([sys.executable, "-m", "exporter", "attest", *args], capture_output=True, text=True,
-                          timeout=60, cwd=str(ROOT), env={**base, **(env or {})})
+                          check=False, timeout=60, cwd=str(ROOT), env={**base, **(env or {})})
 
 
 def rows(db: Path) -> list[tuple]:
@@ -69,7 +69,8 @@ def test_attest_through_a_running_exporter(tmp_path: Path, write_config, serve) 
 def test_attest_with_basic_auth(tmp_path: Path, write_config) -> None:
     bcrypt = pytest.importorskip("bcrypt")
     web_config = tmp_path / "web.yml"
-    web_config.write_text(f"basic_auth_users:\n  dana: {bcrypt.hashpw(b'pa:ss w0rd', bcrypt.gensalt(rounds=4)).decode()}\n")
+    hashed = bcrypt.hashpw(b"pa:ss w0rd", bcrypt.gensalt(rounds=4)).decode()
+    web_config.write_text(f"basic_auth_users:\n  dana: {hashed}\n")
     db = tmp_path / "state.db"
     port = free_port()
     with open(tmp_path / "serve.log", "w") as log_file:

@@ -250,13 +250,14 @@ def test_check_reads_attestations_and_history_from_the_state_file(tmp_path: Path
     store.close_sync()
     run = subprocess.run([sys.executable, "-m", "exporter", "check", "--config.file", str(config),
                           "--storage.path", str(db), "--tier", "critical"],
-                         capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+                         capture_output=True, text=True, timeout=60, cwd=str(ROOT), check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "PASS" in run.stdout and "security-audit" in run.stdout
     missing = subprocess.run([sys.executable, "-m", "exporter", "check", "--config.file", str(config),
                               "--storage.path", str(tmp_path / "nope.db")],
-                             capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+                             capture_output=True, text=True, timeout=60, cwd=str(ROOT), check=False)
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     without = subprocess.run([sys.executable, "-m", "exporter", "check", "--config.file", str(config),
-                              "--tier", "critical"], capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+                              "--tier", "critical"],
+                             capture_output=True, text=True, timeout=60, cwd=str(ROOT), check=False)
     assert without.returncode == 1, "no state file: no attestation, the critical manual gate fails"

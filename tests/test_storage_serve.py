@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -97,7 +98,7 @@ def test_restart_restores_metrics_and_history(tmp_path: Path, write_config, serv
     assert detail["status"] == stored["flaky"][0]
     assert len(detail["history"]) == min(stored["flaky"][1], 50)
     outcomes = [h["outcome"] for h in detail["history"]]
-    assert all(a != b for a, b in zip(outcomes, outcomes[1:])), "history keeps the alternation, newest first"
+    assert all(a != b for a, b in itertools.pairwise(outcomes)), "history keeps the alternation, newest first"
     assert sum(detail["counts"].values()) == stored["flaky"][1]
     status = json.loads(s2.get("/api/progress/status")[1])
     assert {g["id"]: g["status"] for g in status["gates"]}["steady"] == "pass"
@@ -153,7 +154,7 @@ def test_kill_9_while_writing_leaves_a_sound_file_with_every_commit(tmp_path: Pa
     committed = 0
     for round_ in range(3):
         s = serve(config, "--storage.path", str(db))
-        wait_for(lambda: evaluations(s) > committed + 300, timeout=60, what="evaluations to pile up")
+        wait_for(lambda s=s, seen=committed: evaluations(s) > seen + 300, timeout=60, what="evaluations to pile up")
         time.sleep(rng.uniform(0.0, 0.7))  # land the kill anywhere in the writer's cycle
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
             committed = c.execute("SELECT sum(n_pass + n_fail + n_error) FROM gates").fetchone()[0]
@@ -182,7 +183,8 @@ def test_corrupt_file_at_start_is_moved_aside(tmp_path: Path, write_config, serv
     log = s.log()
     line = next(line for line in log.splitlines() if "corrupt" in line)
     assert "level=error" in line and "moved_to=" in line
-    aside = [p for p in tmp_path.iterdir() if p.name.startswith("state.db.corrupt-") and p.name[-4:] not in ("-wal", "-shm")]
+    aside = [p for p in tmp_path.iterdir()
+             if p.name.startswith("state.db.corrupt-") and p.name[-4:] not in ("-wal", "-shm")]
     assert len(aside) == 1 and aside[0].read_bytes() == b"\x00not a database\xff" * 4096
     wait_for(lambda: "qualitygate_storage_writes_total 0.0" not in s.get("/metrics")[1], timeout=30, what="writes")
     assert "qualitygate_storage_up 1.0" in s.get("/metrics")[1]

@@ -258,13 +258,14 @@ def make_read_only(path: Path) -> None:
     if os.geteuid() != 0:
         path.chmod(0o444)
         return
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True,
+                                                        check=False).returncode:
         pytest.skip("running as root without chattr +i: cannot make a file read-only")
 
 
 def undo_read_only(path: Path) -> None:
     if os.geteuid() == 0:
-        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True, check=False)
     path.chmod(0o644)
 
 
@@ -338,7 +339,8 @@ def test_record_does_not_wait_for_the_disk(tmp_path: Path) -> None:
         db.close()
     assert store.flush(60)
     store.close_sync()
-    assert sqlite3.connect(tmp_path / "s.db").execute("SELECT n_pass + n_fail + n_error FROM gates").fetchone()[0] == 2000
+    with sqlite3.connect(tmp_path / "s.db") as c:
+        assert c.execute("SELECT n_pass + n_fail + n_error FROM gates").fetchone()[0] == 2000
 
 
 def test_empty_restore_for_unknown_tracker(tmp_path: Path) -> None:
@@ -348,3 +350,34 @@ def test_empty_restore_for_unknown_tracker(tmp_path: Path) -> None:
     assert store.restore("t", state, ["b"]) == 0
     assert store.restore("t", state, ["a"]) == 1
     store.close_sync()
+
+
+def test_file_corrupted_while_running_degrades_then_is_moved_aside_at_next_start(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = filled(path, [Result(f"g{i % 300}", "pass", NOW + i, 0.0, {"value": i}) for i in range(3000)])
+    with sqlite3.connect(path) as c:
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the rows are in the main file now
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:  # another program scribbles over everything past the header page
+        fh.seek(4096)
+        fh.write(bytes((i * 7919) % 251 for i in range(size - 4096)))
+    for i in range(3000):
+        store.record("t", Result(f"g{i % 300}", "fail", NOW + 4000 + i, 0.0))
+    wait_for(lambda: store.errors > 0, timeout=30, what="the writer to notice")
+    assert not store.up and "malformed" in store.last_error
+    store.close_sync()
+    again = open_store(str(path))
+    assert [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+    again.record("t", Result("g0", "pass", NOW, 0.0))
+    assert again.flush(30) and again.up
+    again.close_sync()
+
+
+def test_two_corrupt_starts_in_a_row_keep_both_files(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    for text in (b"first broken file" * 100, b"second broken file" * 100):
+        path.write_bytes(text)
+        open_store(str(path)).close_sync()
+    kept = sorted(p.read_bytes() for p in tmp_path.iterdir()
+                  if ".corrupt-" in p.name and p.name[-4:] not in ("-wal", "-shm"))
+    assert kept == [b"first broken file" * 100, b"second broken file" * 100]

@@ -102,11 +102,13 @@ class _Pipe:
         read_fd, self.write_fd = os.pipe()
         reader = asyncio.StreamReader(limit=64 * 1024)
         loop = asyncio.get_running_loop()
+        pipe = os.fdopen(read_fd, "rb", buffering=0)
         try:
-            self.transport, _ = await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0))
+            self.transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
         except BaseException:
-            os.close(read_fd)
+            # Through the file object: the transport may close it again later, which is then a no-op,
+            # whereas os.close() here would make that later close hit a reused descriptor.
+            pipe.close()
             raise
         self.task = asyncio.ensure_future(self._drain(reader))
 
