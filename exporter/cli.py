@@ -297,7 +297,9 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
                       watch_interval=args.watch_seconds)
     if getattr(args, "storage", None) is not False:
         runtime.store = _maybe_store(args)
-    await runtime.start(configs)
+    # Restore state first, listen next, evaluate last: gates that probe this exporter itself
+    # (the example tracker's do) must find it listening on their first run.
+    runtime.prepare(configs)
     app = make_app(runtime, lifecycle=args.lifecycle, middlewares=web_options["middlewares"])
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -308,6 +310,7 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
         await runtime.stop()
         await runner.cleanup()
         raise UsageError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
+    await runtime.start()
     log.info("listening", extra=kv(address=args.listen, gates=sum(len(c.gates) for c in configs),
                                    tls=web_options["ssl"] is not None, version=__version__))
 

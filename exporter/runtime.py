@@ -90,11 +90,17 @@ class Runtime:
 
     # --- start / stop ---------------------------------------------------------------------
 
-    async def start(self, configs: list[Config]) -> None:
-        """Apply the first config and start the scheduler."""
+    def prepare(self, configs: list[Config]) -> None:
+        """Apply the first config (restoring stored state) without evaluating anything yet."""
         self.scheduler = Scheduler(self._make_ctx, self._on_result, self.max_concurrency)
         self.apply(configs)
         self.reload_ok, self.reload_ok_at = True, time.time()
+
+    async def start(self, configs: list[Config] | None = None) -> None:
+        """Start evaluating (after prepare(), or preparing these configs first)."""
+        if configs is not None:
+            self.prepare(configs)
+        assert self.scheduler is not None, "prepare() first"
         self._task = asyncio.create_task(self.scheduler.run(), name="scheduler")
         self._housekeeping = asyncio.create_task(self._compact_forever(), name="compact-uptime")
         if self.watch_interval > 0:
