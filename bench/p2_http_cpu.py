@@ -64,13 +64,15 @@ def bare(target: str, rate: float, seconds: float) -> dict[str, float]:
 def ours(workdir: Path, target: str, rate: float, seconds: float, interval: float) -> dict[str, float]:
     """CPU per evaluation of `qualitygate serve` evaluating http gates at `rate` per second."""
     gates = int(rate * interval)
+    workdir.mkdir(exist_ok=True)
     fresh = workdir / "fresh.txt"
     fresh.write_text("x\n")
     config = gen.write(workdir / "p2.yml", gen.mixed_config(gates, target, str(fresh), http_share=1.0,
                                                             interval=f"{interval:g}s"))
     with exporter(config, workdir) as exp:
         wait_for(lambda: exp.pending() == 0, 60, "every gate's first evaluation", interval=0.2)
-        time.sleep(min(interval, 2.0))  # past the first-run burst, into the steady interval
+        # Past the compressed first round, into the steady interval (second runs begin one interval in).
+        time.sleep(max(0.0, exp.started + exp.ready_after + interval - time.monotonic()))
         before = exp.samples("gate_evaluations_total")["gate_evaluations_total"]
         cpu0, t0 = cpu_seconds(exp.proc.pid), time.monotonic()
         time.sleep(seconds)

@@ -210,8 +210,8 @@ class Exporter:
 def exporter(config: Path, workdir: Path, *extra: str, ready_timeout: float = 60.0) -> Iterator[Exporter]:
     """Start `qualitygate serve` on a free loopback port (own state file) and wait until /-/ready."""
     port = free_port()
-    argv = [PYTHON, *(os.environ["QG_BENCH_LAUNCH"].split() if os.environ.get("QG_BENCH_LAUNCH") else ["-m", "exporter"]), "serve", "--config.file", str(config), "--web.listen-address",
-            f"127.0.0.1:{port}", "--storage.path", str(workdir / "state.db"), *extra]
+    argv = [PYTHON, "-m", "exporter", "serve", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
+            "--storage.path", str(workdir / "state.db"), *extra]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     started = time.monotonic()
     with process(argv, workdir, "exporter", env) as proc:

@@ -263,16 +263,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.shard_count is not None and not (args.shard_count >= 1 and 0 <= args.shard_index < args.shard_count):
         raise UsageError(f"--shard.index must be in 0..{args.shard_count - 1} and --shard.count at least 1")
     web_options = _web_options(args)
-    return _run_loop(_serve(args, configs, host, port, web_options))
-
-
-def _run_loop(main: Any) -> int:
-    """asyncio.run, on uvloop when it is installed (the `uvloop` extra): less CPU per probe (docs/performance.md)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+    return asyncio.run(_serve(args, configs, host, port, web_options))
 
 
 def _web_options(args: argparse.Namespace) -> dict[str, Any]:
