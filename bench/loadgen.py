@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import resource
 import sys
 import time
@@ -26,10 +27,11 @@ def own_cpu() -> float:
 
 
 async def paced(url: str, rate: float, seconds: float, concurrency: int, fresh: bool, expect: str = "",
-                warmup: float = 0.0, window: Callable[[str], None] | None = None) -> dict[str, float]:
+                warmup: float = 0.0, window: Callable[[str], None] | None = None, tick: float = 0.0) -> dict[str, float]:
     """Request url at `rate` per second for `seconds` (after `warmup` seconds not counted).
 
-    `window("start")` and `window("end")` are called at the edges of the counted window.
+    `window("start")` and `window("end")` are called at the edges of the counted window. With a
+    tick, due times are rounded up to tick boundaries, as the exporter's scheduler does.
     """
     connector = aiohttp.TCPConnector(force_close=fresh, limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=10)
@@ -55,7 +57,10 @@ async def paced(url: str, rate: float, seconds: float, concurrency: int, fresh: 
                 while next_index < total:
                     i = next_index
                     next_index += 1
-                    delay = start + i / rate - time.monotonic()
+                    due = start + i / rate
+                    if tick:
+                        due = math.ceil(due / tick) * tick
+                    delay = due - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
                     await one()
@@ -86,8 +91,9 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--fresh", action="store_true", help="a new connection per request")
     p.add_argument("--expect", default="")
+    p.add_argument("--tick", type=float, default=0.0, help="start requests at multiples of this many seconds")
     a = p.parse_args()
-    result = asyncio.run(paced(a.url, a.rate, a.seconds, a.concurrency, a.fresh, a.expect, a.warmup))
+    result = asyncio.run(paced(a.url, a.rate, a.seconds, a.concurrency, a.fresh, a.expect, a.warmup, tick=a.tick))
     print(json.dumps(result))
     return 0
 

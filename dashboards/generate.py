@@ -11,11 +11,12 @@ import json
 import sys
 from pathlib import Path
 
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "src"))
 
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from qgdash import DASHBOARDS
+from qgdash import DASHBOARDS  # noqa: E402 - run as a script: importable only once src/ is on sys.path
 
 REGENERATE = ".venv/bin/python dashboards/generate.py"
 

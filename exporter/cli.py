@@ -8,12 +8,13 @@ import contextlib
 import logging
 import signal
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from exporter import __version__
+from exporter.durations import parse_duration
 from exporter.log import kv
 from exporter.log import setup as setup_logging
-from exporter.durations import parse_duration
 from exporter.schema import ConfigError
 
 DEFAULT_PORT = 9916

@@ -19,7 +19,7 @@ def parse_duration(text: str) -> float:
     match = _RE.match(text.strip())
     if not match or not any(match.groups()):
         raise ValueError(f"invalid duration {text!r} (use Prometheus syntax such as 500ms, 15s, 5m, 1h30m, 30d)")
-    return sum(int(g) * _UNITS[u] for g, u in zip(match.groups(), _ORDER) if g)
+    return sum(int(g) * _UNITS[u] for g, u in zip(match.groups(), _ORDER, strict=True) if g)
 
 
 def format_duration(seconds: float) -> str:

@@ -19,7 +19,7 @@ async def evaluate(gate: Gate, ctx: ProbeContext) -> Result:
     t0 = time.monotonic()
     try:
         measurement = await asyncio.wait_for(kind.probe(gate.spec, ctx), gate.timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return Result(gate.id, kind.timeout_outcome, started, time.monotonic() - t0,
                       message=f"timed out after {format_duration(gate.timeout)}")
     except ProbeError as exc:

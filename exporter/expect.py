@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,

@@ -19,6 +19,7 @@ takes (bench/, docs/performance.md). So:
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import platform
 import struct
@@ -73,6 +74,9 @@ GATE_FAMILIES = (
 )
 (_PASSED, _ERROR, _VALUE, _THRESHOLD, _DURATION, _INTERVAL, _OBJECTIVE, _LAST_EVAL, _LAST_PASS, _EVALS, _UPTIME,
  _INFO) = range(len(GATE_FAMILIES))
+_STATIC = (_THRESHOLD, _INTERVAL, _OBJECTIVE, _INFO)  # rendered from the config alone
+_PREFIX = [f"{f.name}{{".encode() for f in GATE_FAMILIES]
+_RESULT_SUFFIX = [f',result="{o}"}} '.encode() for o in OUTCOMES]
 STEP = Family("step_completion_ratio", "gauge", "Fraction of the step's gates that pass.")
 PHASE = Family("phase_completion_ratio", "gauge", "Fraction of the phase's gates that pass.")
 TRACKER = Family("tracker_completion_ratio", "gauge", "Fraction of all the tracker's gates that pass.")
@@ -82,6 +86,8 @@ STATUSES = (PASS, FAIL, ERROR, PENDING)
 
 def escape(value: str) -> str:
     """Escape a label value for the text formats."""
+    if "\\" not in value and "\n" not in value and '"' not in value:
+        return value  # the common case, 10,000s of times per config
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
@@ -126,42 +132,62 @@ def deflate_block(data: bytes) -> bytes:
 class _Blob:
     """Bytes with their deflate block and CRC-32, each computed on first use.
 
-    A blob joined from parts computes nothing up front: its deflate block is the concatenation of
-    the parts' cached blocks, its CRC their combination, and its bytes are only joined if asked for.
+    Three kinds: a blob of `data` (kept); a blob with a `source` (a piece of a changing family,
+    rendered from the gates' values when first asked for: only its small deflate block, CRC and
+    size are kept, and its bytes only once an uncompressed scrape wanted them); and a blob of
+    `parts` (a section, a body): its deflate block is the concatenation of the parts' blocks, its
+    CRC their combination, and its bytes are never joined but for a scrape.
     """
 
-    __slots__ = ("_data", "_z", "_crc", "parts", "size")
+    __slots__ = ("_data", "_source", "parts", "_size", "_z", "_crc")
 
-    def __init__(self, data: bytes | None, parts: list[_Blob] | None = None):
+    def __init__(self, data: bytes | None = None, parts: list[_Blob] | None = None,
+                 source: Callable[[], bytes] | None = None):
         self._data = data
+        self._source = source
         self.parts = parts
-        self.size = len(data) if data is not None else sum(p.size for p in parts or ())
+        self._size = len(data) if data is not None else None
         self._z: bytes | None = None
         self._crc: int | None = None
 
+    def _render(self) -> bytes:
+        assert self._source is not None
+        data = self._source()
+        self._size, self._crc = len(data), zlib.crc32(data)
+        return data
+
     @property
-    def data(self) -> bytes:
-        """The bytes."""
-        if self._data is None:
-            self._data = b"".join(self.leaves())
-        return self._data
+    def size(self) -> int:
+        """Length of the bytes."""
+        if self._size is None:
+            if self.parts is not None:
+                self._size = sum(p.size for p in self.parts)
+            else:
+                self._z = deflate_block(self._render())
+        assert self._size is not None
+        return self._size
 
     def leaves(self) -> list[bytes]:
-        """The bytes as a list of buffers (without joining them)."""
-        if self._data is not None or self.parts is None:
-            return [self.data]
-        return [b for p in self.parts for b in p.leaves()]
+        """The bytes as a list of buffers (joined only by the caller that sends them)."""
+        if self.parts is not None:
+            return [b for p in self.parts for b in p.leaves()]
+        if self._data is None:
+            self._data = self._render()
+        return [self._data]
 
     @property
     def z(self) -> bytes:
         """The deflate block."""
         if self._z is None:
-            self._z = b"".join(p.z for p in self.parts) if self.parts is not None else deflate_block(self.data)
+            if self.parts is not None:
+                self._z = b"".join(p.z for p in self.parts)
+            else:
+                self._z = deflate_block(self._data if self._data is not None else self._render())
         return self._z
 
     @property
     def crc(self) -> int:
-        """CRC-32 of the data."""
+        """CRC-32 of the bytes."""
         if self._crc is None:
             if self.parts is not None and _CRC32_COMBINE is not None:
                 crc = 0
@@ -169,8 +195,14 @@ class _Blob:
                     if p.size:
                         crc = _CRC32_COMBINE(crc, p.crc, p.size)
                 self._crc = crc
+            elif self.parts is None and self._data is None:
+                self._z = deflate_block(self._render())
             else:
-                self._crc = zlib.crc32(self.data)
+                crc = 0
+                for leaf in self.leaves():
+                    crc = zlib.crc32(leaf, crc)
+                self._crc = crc
+        assert self._crc is not None
         return self._crc
 
 
@@ -205,22 +237,26 @@ class Exposition:
         gates = [g for config, _ in self._trackers for g in config.gates]
         n = len(gates)
         self._pos = {(g.tracker, g.id): i for i, g in enumerate(gates)}
-        self._labels = [gate_labels(g) for g in gates]
-        self._lines: list[list[bytes]] = [[b""] * n for _ in GATE_FAMILIES]
+        self._labels = [gate_labels(g).encode() for g in gates]
+        # Per family and gate: the sample's value as written (b"": no sample). Lines are rendered
+        # per piece from these (a whole line per gate would take 10x the memory).
+        self._vals: list[list[bytes]] = [[] if fam in _STATIC else [b""] * n for fam in range(len(GATE_FAMILIES))]
         self._pieces: list[list[_Blob | None]] = [[None] * ((n + CHUNK - 1) // CHUNK) for _ in GATE_FAMILIES]
         self._sections: dict[tuple[int, bool], _Blob] = {}  # (family, openmetrics) -> header + pieces
         self._bodies: dict[bool, _Blob] = {}  # openmetrics -> every section and the aggregates
         self._aggregates: dict[bool, _Blob] = {}
         self._build_aggregates()
+        static: dict[int, list[str]] = {fam: [] for fam in _STATIC}
         for i, gate in enumerate(gates):
-            labels = self._labels[i]
+            labels = self._labels[i].decode()
             th = gate.threshold
             obj = objectives.get((gate.tracker, gate.id))
-            self._lines[_THRESHOLD][i] = b"" if th is None else f"gate_threshold{{{labels}}} {fmt(th)}\n".encode()
-            self._lines[_INTERVAL][i] = f"gate_interval_seconds{{{labels}}} {fmt(gate.interval)}\n".encode()
-            self._lines[_OBJECTIVE][i] = b"" if obj is None else f"gate_objective_ratio{{{labels}}} {fmt(obj)}\n".encode()
-            self._lines[_INFO][i] = (f'gate_info{{{labels},title="{escape(gate.title)}",'
-                                     f'team="{escape(gate.team)}"}} 1.0\n').encode()
+            static[_THRESHOLD].append("" if th is None else f"gate_threshold{{{labels}}} {fmt(th)}\n")
+            static[_INTERVAL].append(f"gate_interval_seconds{{{labels}}} {fmt(gate.interval)}\n")
+            static[_OBJECTIVE].append("" if obj is None else f"gate_objective_ratio{{{labels}}} {fmt(obj)}\n")
+            static[_INFO].append(f'gate_info{{{labels},title="{escape(gate.title)}",team="{escape(gate.team)}"}} 1.0\n')
+        for fam, lines in static.items():  # never change until the next config: rendered once, kept as pieces
+            self._pieces[fam] = [_Blob("".join(lines[c:c + CHUNK]).encode()) for c in range(0, n, CHUNK)]
         now = time.time()
         for config, state in self._trackers:
             for gate in config.gates:
@@ -231,32 +267,25 @@ class Exposition:
         i = self._pos.get((gate.tracker, gate.id))
         if i is None:
             return  # not (or no longer) configured: a late result of a removed gate
-        labels = self._labels[i]
         r = st.result
-        new: list[tuple[int, bytes]] = []
         if r is None:
-            new += [(_PASSED, b""), (_ERROR, b""), (_VALUE, b""), (_DURATION, b""), (_LAST_EVAL, b"")]
+            new = [(_PASSED, b""), (_ERROR, b""), (_VALUE, b""), (_DURATION, b""), (_LAST_EVAL, b"")]
         else:
             v = r.value
-            new += [
-                (_PASSED, f"gate_passed{{{labels}}} {1.0 if r.outcome == PASS else 0.0}\n".encode()),
-                (_ERROR, f"gate_probe_error{{{labels}}} {1.0 if r.outcome == ERROR else 0.0}\n".encode()),
-                (_VALUE, b"" if v is None else f"gate_value{{{labels}}} {fmt(v)}\n".encode()),
-                (_DURATION, f"gate_evaluation_duration_seconds{{{labels}}} {fmt(r.duration)}\n".encode()),
-                (_LAST_EVAL, f"gate_last_evaluation_timestamp_seconds{{{labels}}} {fmt(r.started)}\n".encode()),
-            ]
+            new = [(_PASSED, b"1.0" if r.outcome == PASS else b"0.0"), (_ERROR, b"1.0" if r.outcome == ERROR else b"0.0"),
+                   (_VALUE, b"" if v is None else fmt(v).encode()), (_DURATION, fmt(r.duration).encode()),
+                   (_LAST_EVAL, fmt(r.started).encode())]
         lp = st.last_pass
-        new.append((_LAST_PASS, b"" if lp is None else f"gate_last_pass_timestamp_seconds{{{labels}}} {fmt(lp)}\n".encode()))
+        new.append((_LAST_PASS, b"" if lp is None else fmt(lp).encode()))
         c = st.counts
-        new.append((_EVALS, "".join(f'gate_evaluations_total{{{labels},result="{o}"}} {fmt(c[o])}\n'
-                                    for o in OUTCOMES).encode()))
+        new.append((_EVALS, " ".join(fmt(c[o]) for o in OUTCOMES).encode()))
         passed, total = st.uptime(uptime_window, time.time() if now is None else now)
-        new.append((_UPTIME, b"" if total == 0 else f"gate_uptime_ratio{{{labels}}} {fmt(passed / total)}\n".encode()))
+        new.append((_UPTIME, b"" if total == 0 else fmt(passed / total).encode()))
         chunk = i // CHUNK
-        for fam, line in new:
-            lines = self._lines[fam]
-            if lines[i] != line:
-                lines[i] = line
+        for fam, value in new:
+            vals = self._vals[fam]
+            if vals[i] != value:
+                vals[i] = value
                 self._dirty(fam, chunk)
         status = st.status
         old = self._status[i]
@@ -290,19 +319,34 @@ class Exposition:
         if body is None:
             parts = [self._section(fam, om) for fam in range(len(GATE_FAMILIES))]
             parts.append(self._aggregate_blob(om))
-            body = self._bodies[om] = _Blob(None, parts)
+            body = self._bodies[om] = _Blob(parts=parts)
         return body
 
     def _section(self, fam: int, om: bool) -> _Blob:
         section = self._sections.get((fam, om))
         if section is None:
             pieces = self._pieces[fam]
-            lines = self._lines[fam]
             for c, piece in enumerate(pieces):
                 if piece is None:
-                    pieces[c] = _Blob(b"".join(lines[c * CHUNK:(c + 1) * CHUNK]))
-            section = self._sections[(fam, om)] = _Blob(None, [self._headers[om][fam], *pieces])  # type: ignore[list-item]
+                    pieces[c] = _Blob(source=functools.partial(self._render_piece, fam, c))
+            section = self._sections[(fam, om)] = _Blob(parts=[self._headers[om][fam], *pieces])  # type: ignore[list-item]
         return section
+
+    def _render_piece(self, fam: int, chunk: int) -> bytes:
+        """The lines of one family for one chunk of gates."""
+        vals, labels = self._vals[fam], self._labels
+        prefix = _PREFIX[fam]
+        out: list[bytes] = []
+        for i in range(chunk * CHUNK, min(len(labels), (chunk + 1) * CHUNK)):
+            v = vals[i]
+            if not v:
+                continue
+            if fam == _EVALS:
+                for suffix, count in zip(_RESULT_SUFFIX, v.split()):
+                    out += (prefix, labels[i], suffix, count, b"\n")
+            else:
+                out += (prefix, labels[i], b"} ", v, b"\n")
+        return b"".join(out)
 
     def _tail(self, om: bool) -> bytes:
         tail = "".join(self._extra(om)).encode() if self._extra else b""

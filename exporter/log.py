@@ -14,7 +14,8 @@ _BARE = re.compile(r"^[A-Za-z0-9_.:/@+-]+$")
 
 
 def _ts(record: logging.LogRecord) -> str:
-    return datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    moment = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -7,6 +7,7 @@ the markdown to `$GITHUB_STEP_SUMMARY` when that is set.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -15,7 +16,8 @@ import re
 import socket
 import tempfile
 import xml.etree.ElementTree as ET
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from exporter.expect import format_number
 
@@ -94,9 +96,9 @@ def _junit_time(rfc3339: Any) -> str:
     try:
         t = datetime.datetime.fromisoformat(str(rfc3339).replace("Z", "+00:00"))
         if t.tzinfo is not None:
-            t = t.astimezone(datetime.timezone.utc)
+            t = t.astimezone(datetime.UTC)
     except ValueError:
-        t = datetime.datetime.now(datetime.timezone.utc)
+        t = datetime.datetime.now(datetime.UTC)
     return t.strftime("%Y-%m-%dT%H:%M:%S")
 
 
@@ -253,8 +255,6 @@ def _write_atomic(path: str, text: str) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise

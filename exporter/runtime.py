@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,8 +55,9 @@ def load_configs(paths: list[str]) -> list[Config]:
             continue
         first = seen.get(config.tracker)
         if first is not None:
+            also = f"{first.source}:{first.tracker_line}"
             issues.append(Issue(path, config.tracker_line, "tracker",
-                                f"duplicate tracker name {config.tracker!r} (also in {first.source}:{first.tracker_line})"))
+                                f"duplicate tracker name {config.tracker!r} (also in {also})"))
             continue
         seen[config.tracker] = config
         configs.append(config)
@@ -268,8 +269,8 @@ class Runtime:
                       "How long rendering the previous /metrics answer took.", self.exposition.last_render_seconds, om)
         if self.shard is not None:
             index, count = self.shard
-            out += [Family("qualitygate_shard_info", "gauge", "The shard this exporter evaluates; always 1.").header(om),
-                    f'qualitygate_shard_info{{index="{index}",count="{count}"}} 1.0\n']
+            info = Family("qualitygate_shard_info", "gauge", "The shard this exporter evaluates; always 1.")
+            out += [info.header(om), f'qualitygate_shard_info{{index="{index}",count="{count}"}} 1.0\n']
         if self.store is not None:
             out += self.store.metric_lines(om)
         return out

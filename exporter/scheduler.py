@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
 import collections
 import heapq
+import itertools
 import logging
 import math
 import time
@@ -17,7 +19,7 @@ from exporter.probes import ProbeContext
 
 log = logging.getLogger("qualitygate.scheduler")
 
-FIRST_RUN_SPREAD = 1.0  # seconds over which first evaluations are spread after start or reload
+FIRST_RUN_SPREAD = 0.5  # seconds over which first evaluations are spread after start or reload (then: own slots)
 LAG_WINDOW = 60.0  # seconds of schedule-lag samples kept for the lag gauge
 LAG_CACHE = 1.0  # seconds a computed lag quantile is reused (sorting a minute of samples is not free)
 # Gates due within one tick start together: their I/O then shares event-loop wake-ups, which costs
@@ -39,7 +41,7 @@ class Scheduler:
         # Due gates beyond the concurrency limit wait here, not as tasks blocked on a semaphore:
         # thousands of waiting tasks cost memory, and asyncio.Semaphore wakes them in O(waiters).
         self._queue: collections.deque[tuple[tuple[str, str], Gate, float, int]] = collections.deque()
-        self._waiting: set[tuple[str, str]] = set()
+        self._waiting: dict[tuple[str, str], int] = {}  # queued gate -> generation of its queued run
         self._heap: list[tuple[float, int, tuple[str, str], int]] = []
         self._gates: dict[tuple[str, str], Gate] = {}
         self._generation: dict[tuple[str, str], int] = {}
@@ -48,7 +50,8 @@ class Scheduler:
         self._dispatched: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
         self._seq = 0
-        self._lags: collections.deque[tuple[float, float]] = collections.deque()
+        # Lag samples per second of the last minute: compact arrays, not a tuple per evaluation.
+        self._lags: collections.deque[tuple[int, array.array[float]]] = collections.deque()
         self._lag_cache: tuple[float, float, float] | None = None  # (computed at, q, value)
         self.skipped = 0  # evaluations not started because the previous one was still running
         self.started = 0
@@ -95,7 +98,7 @@ class Scheduler:
     def _drop(self, gid: tuple[str, str]) -> None:
         self._gates.pop(gid, None)
         self._phase.pop(gid, None)
-        self._waiting.discard(gid)  # its queue entry is dropped when it comes up (old generation)
+        self._waiting.pop(gid, None)  # its queue entry is dropped when it comes up (old generation)
         self._generation[gid] = self._generation.get(gid, 0) + 1
         self._dispatched.discard(gid)
         task = self._running.pop(gid, None)
@@ -152,18 +155,23 @@ class Scheduler:
             self.skipped += missed
             nxt += missed * gate.interval
         self._push(nxt, gid, gen)
-        if gid in self._running or gid in self._waiting:
+        if gid in self._running or self._waiting.get(gid) == gen:
             self.skipped += 1
             return
+        # (A queued run of an older generation, superseded by trigger(), is replaced by this one.)
         self._dispatched.add(gid)
         if len(self._running) < self._max:
+            self._waiting.pop(gid, None)
             self._start(gid, gate, due, now)
         else:
             self._queue.append((gid, gate, due, gen))
-            self._waiting.add(gid)
+            self._waiting[gid] = gen
 
     def _start(self, gid: tuple[str, str], gate: Gate, due: float, now: float) -> None:
-        self._lags.append((now, now - due))
+        second = int(now)
+        if not self._lags or self._lags[-1][0] != second:
+            self._lags.append((second, array.array("d")))
+        self._lags[-1][1].append(now - due)
         self.started += 1
         self._running[gid] = asyncio.create_task(self._evaluate(gid, gate), name=f"gate:{gid[0]}/{gid[1]}")
 
@@ -171,9 +179,9 @@ class Scheduler:
         """Give free slots to queued gates, oldest first."""
         while self._queue and len(self._running) < self._max:
             gid, gate, due, gen = self._queue.popleft()
-            if self._generation.get(gid) != gen or gid not in self._waiting:
-                continue
-            self._waiting.discard(gid)
+            if self._waiting.get(gid) != gen or self._generation.get(gid) != gen:
+                continue  # removed, rescheduled or superseded since it was queued
+            del self._waiting[gid]
             self._start(gid, gate, due, self._clock())
 
     async def _evaluate(self, gid: tuple[str, str], gate: Gate) -> None:
@@ -208,11 +216,11 @@ class Scheduler:
         if cached is not None and cached[1] == q and now - cached[0] < LAG_CACHE:
             return cached[2]
         cutoff = now - LAG_WINDOW
-        while self._lags and self._lags[0][0] < cutoff:
+        while self._lags and self._lags[0][0] + 1 <= cutoff:
             self._lags.popleft()
-        if not self._lags:
+        values = sorted(itertools.chain.from_iterable(lags for _, lags in self._lags))
+        if not values:
             return 0.0
-        values = sorted(lag for _, lag in self._lags)
         value = values[min(len(values) - 1, int(q * len(values)))]
         self._lag_cache = (now, q, value)
         return value

@@ -14,8 +14,9 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Union
+from typing import Annotated, Any, Union
 from urllib.parse import urlsplit
 
 import yaml
@@ -272,7 +273,7 @@ def _class_info(cls: Any) -> tuple[dict[str, Any], dict[str, dataclasses.Field[A
 
 def _find(node: yaml.MappingNode, name: str) -> yaml.Node:
     """The value node of a key, for pointing an issue at its line (the mapping if absent)."""
-    for k_node, v_node in node.value:
+    for k_node, _ in node.value:
         if isinstance(k_node, yaml.ScalarNode) and k_node.value == name:
             return k_node
     return node

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from exporter.model import ERROR, FAIL, PASS, PENDING, Result
 

@@ -17,7 +17,7 @@ def rfc3339(ts: float | None) -> str | None:
     """Unix time -> RFC 3339 in UTC (None stays None)."""
     if ts is None:
         return None
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def progress_word(passed: int, total: int) -> str:

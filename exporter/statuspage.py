@@ -16,8 +16,9 @@ import importlib.resources
 import math
 import re
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 import jinja2
@@ -287,7 +288,7 @@ def utc_text(ts: float | None) -> str:
     """`2024-05-01 14:03:12 UTC` (or empty)."""
     if ts is None:
         return ""
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # --- uptime strips --------------------------------------------------------------------------------
@@ -296,7 +297,7 @@ def utc_text(ts: float | None) -> str:
 @functools.lru_cache(maxsize=256)
 def _span(start: int, seconds: int) -> str:
     """A cell's time span in words; the same few spans recur for every gate, hence the cache."""
-    begin = datetime.datetime.fromtimestamp(start, datetime.timezone.utc)
+    begin = datetime.datetime.fromtimestamp(start, datetime.UTC)
     if seconds >= 86400:
         return begin.strftime("%Y-%m-%d UTC")
     end = begin + datetime.timedelta(seconds=seconds)
@@ -424,7 +425,7 @@ def tracker_view(config: Config, state: State, filters: Filters, now: float) -> 
     steps = {(s["phase"], s["id"]): s for s in doc["step_completion"]}
     phases = []
     shown = 0
-    for phase, pdoc in zip(config.phases, doc["phase_status"]):
+    for phase, pdoc in zip(config.phases, doc["phase_status"], strict=True):
         step_views = []
         for step in phase.steps:
             gates = [gate_view(g, state.gates.get(g.id), now) for g in step.gates
@@ -622,7 +623,7 @@ def _filter_links(filters: Filters, keep: Mapping[str, str]) -> dict[str, list[d
                                      if w in other]
         links = [{"label": "all", "href": _url("/", base), "current": not chosen}]
         for w in words:
-            links.append({"label": w, "href": _url("/", base + [(name, w)]), "current": chosen == {w}})
+            links.append({"label": w, "href": _url("/", [*base, (name, w)]), "current": chosen == {w}})
         groups[name] = links
     return groups
 

@@ -324,7 +324,7 @@ class Store:
             rows = [r for r in rows if r[1] in wanted]
         gates: dict[int, tuple[str, GateState]] = {}
         for (gid, gate, outcome, started, duration, _, message, last_pass, since, np, nf, ne), meas in zip(
-                rows, _decode(r[5] for r in rows)):
+                rows, _decode(r[5] for r in rows), strict=True):
             st = GateState()
             if outcome is not None:
                 st.result = Result(gate, outcome, started, duration, meas, message or "")
@@ -345,14 +345,16 @@ class Store:
         bucket_rows = db.execute("SELECT gid, '[[' || group_concat(start) || '],[' || group_concat(passed) || '],[' "
                                  f"|| group_concat(total) || ']]' FROM buckets WHERE {where} GROUP BY gid",
                                  params).fetchall()
-        for (gid, started, duration, outcome, _, message), meas in zip(hist_rows, _decode(r[4] for r in hist_rows)):
+        for (gid, started, duration, outcome, _, message), meas in zip(
+                hist_rows, _decode(r[4] for r in hist_rows), strict=True):
             entry = gates.get(gid)
             if entry is not None:
                 entry[1].history.append(Result(entry[0], outcome, started, duration, meas, message))
-        for (gid, _), columns in zip(bucket_rows, json.loads("[" + ",".join(r[1] for r in bucket_rows) + "]")):
+        for (gid, _), columns in zip(
+                bucket_rows, json.loads("[" + ",".join(r[1] for r in bucket_rows) + "]"), strict=True):
             entry = gates.get(gid)
             if entry is not None:
-                entry[1].buckets = {start: [passed, total] for start, passed, total in zip(*columns)}
+                entry[1].buckets = {start: [passed, total] for start, passed, total in zip(*columns, strict=True)}
         for gate, st in gates.values():
             st.version += 1
             state.gates[gate] = st

@@ -32,8 +32,9 @@ import stat
 import threading
 import time
 import types
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 import bcrypt
 import yaml
@@ -152,7 +153,7 @@ class WebConfig:
     tls: TLSServerConfig | None = None
     http: HTTPServerConfig = field(default_factory=HTTPServerConfig)
     users: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
-    _ssl: "_ReloadingTLS | None" = field(default=None, repr=False, compare=False)
+    _ssl: _ReloadingTLS | None = field(default=None, repr=False, compare=False)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The server TLS context, or None for plain HTTP."""

@@ -11,9 +11,9 @@ import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -40,7 +40,8 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
         except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
             last_exc = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+    detail = f" (last error: {last_exc})" if last_exc else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
 
 
 def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -61,6 +62,17 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
         path.write_text(textwrap.dedent(text).lstrip())
         return path
     return write
+
+
+def one_step_tracker(gates: str, *, tracker: str = "t", title: str = "T", **top: str) -> str:
+    """Tracker YAML with one phase `p` and one step `s` holding `gates` (list items, any common indent).
+
+    `top` adds top-level keys after the title, in order, e.g. uptime_window="7d".
+    """
+    extra = "".join(f"{key}: {value}\n" for key, value in top.items())
+    items = textwrap.indent(textwrap.dedent(gates).lstrip("\n"), " " * 10)
+    return (f"tracker: {tracker}\ntitle: {title}\n{extra}phases:\n  - id: p\n    title: P\n    steps:\n"
+            f"      - id: s\n        title: S\n        gates:\n{items}")
 
 
 @dataclass
@@ -105,9 +117,9 @@ def start_serve(config: Path | list[Path], tmp_path: Path, *extra_args: str, rea
         args += ["--storage.path", str(tmp_path / f"state-{port}.db")]
     args += list(extra_args)
     log_path = tmp_path / f"serve-{port}.log"
-    log_file = open(log_path, "w")
-    proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT),
-                            env={**os.environ, **(env or {})})
+    with open(log_path, "w") as log_file:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT),
+                                env={**os.environ, **(env or {})})
     served = Served(proc, port, log_path)
     try:
         wait_for(lambda: proc.poll() is not None or served.get("/-/healthy", timeout=1)[0] == 200,

@@ -109,7 +109,7 @@ def start_webhook_receiver() -> WebhookReceiver:
     receiver: WebhookReceiver
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
             with receiver.lock:

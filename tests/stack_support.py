@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
 from conftest import ROOT, free_port, http_get, wait_for
 
 SHIPPED_PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"

@@ -13,7 +13,7 @@ import pytest
 
 from exporter.attest import AttestationError, parse_value
 from tests.conftest import ROOT, Served, free_port, wait_for
-from tests.test_manual_gates import CONFIG
+from tests.test_manual_gates import manual_tracker
 
 
 def attest(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -42,7 +42,7 @@ def test_bad_values(text: str) -> None:
 
 def test_attest_through_a_running_exporter(tmp_path: Path, write_config, serve) -> None:
     db = tmp_path / "state.db"
-    s = serve(write_config(CONFIG.format(tracker="m")), "--storage.path", str(db))
+    s = serve(write_config(manual_tracker("m")), "--storage.path", str(db))
     ok = attest("security-audit", "--value", "true", "--note", "pentest #12", "--by", "alice", "--url", s.url)
     assert ok.returncode == 0, ok.stderr
     assert "attested m/security-audit = 1.0 by alice" in ok.stdout
@@ -75,7 +75,7 @@ def test_attest_with_basic_auth(tmp_path: Path, write_config) -> None:
     port = free_port()
     with open(tmp_path / "serve.log", "w") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config.file",
-                                 str(write_config(CONFIG.format(tracker="m"))), "--storage.path", str(db),
+                                 str(write_config(manual_tracker("m"))), "--storage.path", str(db),
                                  "--web.config.file", str(web_config), "--web.listen-address", f"127.0.0.1:{port}"],
                                 stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
     s = Served(proc, port, tmp_path / "serve.log")
@@ -112,7 +112,7 @@ def test_password_is_never_a_flag() -> None:
 
 def test_attest_straight_into_the_state_file(tmp_path: Path, write_config) -> None:
     db = tmp_path / "state.db"
-    config = write_config(CONFIG.format(tracker="m"))
+    config = write_config(manual_tracker("m"))
     ok = attest("signoff", "--value", "97%", "--note", "release v2", "--by", "erin",
                 "--storage.path", str(db), "--config.file", str(config))
     assert ok.returncode == 0, ok.stderr
@@ -139,7 +139,7 @@ def test_attest_into_a_corrupt_file_refuses_and_leaves_it(tmp_path: Path, write_
     db = tmp_path / "state.db"
     db.write_bytes(b"garbage" * 1000)
     bad = attest("signoff", "--value", "1", "--storage.path", str(db),
-                 "--config.file", str(write_config(CONFIG.format(tracker="m"))))
+                 "--config.file", str(write_config(manual_tracker("m"))))
     assert bad.returncode == 2 and "corrupt" in bad.stderr
     assert db.read_bytes() == b"garbage" * 1000
     assert not [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
@@ -147,7 +147,7 @@ def test_attest_into_a_corrupt_file_refuses_and_leaves_it(tmp_path: Path, write_
 
 def test_attest_into_the_file_of_a_running_exporter(tmp_path: Path, write_config, serve) -> None:
     db = tmp_path / "state.db"
-    config = write_config(CONFIG.format(tracker="m"))
+    config = write_config(manual_tracker("m"))
     s = serve(config, "--storage.path", str(db))
     ok = attest("signoff", "--value", "1", "--by", "fay", "--storage.path", str(db), "--config.file", str(config))
     assert ok.returncode == 0, ok.stderr

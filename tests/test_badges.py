@@ -7,7 +7,6 @@ import xml.etree.ElementTree as ET
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tracker_support import small_status
 
 from exporter.badges import (
     COLORS,
@@ -20,6 +19,7 @@ from exporter.badges import (
     text_width,
     tracker_badge,
 )
+from tracker_support import small_status
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -34,7 +34,7 @@ def test_invalid_config_exact_messages(path: Path, monkeypatch: pytest.MonkeyPat
     assert [str(i) for i in info.value.issues] == expected(path)
 
 
-@pytest.mark.parametrize("path", CASES[:4] + [TESTDATA / "invalid-many.yml"], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [*CASES[:4], TESTDATA / "invalid-many.yml"], ids=lambda p: p.stem)
 def test_validate_cli_prints_all_errors_exit_2_no_traceback(path: Path):
     proc = subprocess.run([sys.executable, "-m", "exporter", "validate", str(path)], capture_output=True, text=True,
                           timeout=60)
@@ -45,7 +45,8 @@ def test_validate_cli_prints_all_errors_exit_2_no_traceback(path: Path):
 
 def test_check_and_serve_reject_bad_config_with_exit_2():
     bad = TESTDATA / "invalid-many.yml"
-    for cmd in (["check", "--config.file", str(bad)], ["serve", "--config.file", str(bad), "--web.listen-address", "127.0.0.1:1"]):
+    for cmd in (["check", "--config.file", str(bad)],
+                ["serve", "--config.file", str(bad), "--web.listen-address", "127.0.0.1:1"]):
         proc = subprocess.run([sys.executable, "-m", "exporter", *cmd], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.splitlines() == expected(bad)

@@ -110,7 +110,7 @@ def test_panel_ids_are_unique_and_grid_fits():
         cells = set()
         for panel in panels:
             pos = panel["gridPos"]
-            assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24, (name, panel["title"])
+            assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, (name, panel["title"])
             area = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])}
             assert not cells & area, f"{name}: {panel['title']} overlaps another panel"
             cells |= area

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not shutil.which("prometheus") or not shutil.whi
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         if self.path == "/health":
             body, status = b'{"status": "ok", "ratio": 0.97}', 200
         else:
@@ -132,9 +132,12 @@ EXPECTED = {
 def test_serve_every_probe_kind(tmp_path: Path, target: int, prometheus, serve):
     config = write_config(tmp_path, target, prometheus.url)
     # Prometheus needs a scrape or two before `up` has a sample.
-    wait_for(lambda: '"result":[{' in subprocess.run(
-        ["curl", "-s", f"{prometheus.url}/api/v1/query?query=up"], capture_output=True, text=True).stdout.replace(" ", ""),
-        timeout=30, what="prometheus to scrape itself")
+    def up_has_a_sample() -> bool:
+        answer = subprocess.run(["curl", "-s", f"{prometheus.url}/api/v1/query?query=up"],
+                                capture_output=True, text=True)
+        return '"result":[{' in answer.stdout.replace(" ", "")
+
+    wait_for(up_has_a_sample, timeout=30, what="prometheus to scrape itself")
     s = serve(config)
 
     last: dict[str, str] = {}

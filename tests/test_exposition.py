@@ -115,7 +115,7 @@ def test_state_change_rerenders_only_that_gate():
 
 
 def test_removed_gates_disappear():
-    config, state, expo = build()
+    _, state, expo = build()
     smaller = CONFIG.split("          - id: g-fail")[0]
     c2 = parse_config(smaller)
     state.retain(g.id for g in c2.gates)

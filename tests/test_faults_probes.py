@@ -23,8 +23,10 @@ REPEATS = 30
 # Unique per run, so that a leftover process is ours and not a concurrent run's.
 TOKEN = f"{secrets.randbelow(10**6):06d}"
 SLEEP_BG, SLEEP_FG, FLOOD = f"600.{TOKEN}1", f"600.{TOKEN}2", f"qgflood{TOKEN}"
-BASELINE = """
+# The quiet config the exporter is reloaded to between fault runs: one gate, evaluated hourly.
+BASELINE = """\
 tracker: faults
+defaults: { interval: 1s, timeout: 500ms }
 phases:
   - id: p
     steps:
@@ -38,40 +40,31 @@ phases:
 
 
 def faults_config(hung: int, reset: int) -> str:
-    return textwrap.dedent(f"""
-        tracker: faults
-        defaults: {{ interval: 1s, timeout: 500ms }}
-        phases:
-          - id: p
-            steps:
-              - id: s
-                gates:
-                  - id: idle
-                    interval: 1h
-                    timeout: 10s
-                    command: {{ argv: ["true"] }}
-                  - id: hung-http
-                    http: {{ url: "http://127.0.0.1:{hung}/" }}
-                  - id: reset-http
-                    http: {{ url: "http://127.0.0.1:{reset}/" }}
-                  - id: hung-tls
-                    tcp: {{ address: "127.0.0.1:{hung}", tls: true }}
-                  - id: reset-tls
-                    tcp: {{ address: "127.0.0.1:{reset}", tls: true }}
-                  - id: child-keeps-stdout
-                    command: {{ shell: "sleep {SLEEP_BG} & echo started" }}
-                  - id: hangs
-                    command: {{ argv: ["sleep", "{SLEEP_FG}"] }}
-                  - id: flood
-                    command: {{ argv: ["yes", "{FLOOD}"] }}
-                  - id: one-gib
-                    interval: 20s
-                    timeout: 20s
-                    command:
-                      shell: "head -c 1073741824 /dev/zero; echo 'coverage: 87%'"
-                      value_regex: 'coverage: (\\d+)%'
-                    expect: ">= 85%"
-        """).lstrip()
+    """BASELINE plus the fault gates, which run every second under the defaults."""
+    faults = textwrap.dedent(f"""\
+        - id: hung-http
+          http: {{ url: "http://127.0.0.1:{hung}/" }}
+        - id: reset-http
+          http: {{ url: "http://127.0.0.1:{reset}/" }}
+        - id: hung-tls
+          tcp: {{ address: "127.0.0.1:{hung}", tls: true }}
+        - id: reset-tls
+          tcp: {{ address: "127.0.0.1:{reset}", tls: true }}
+        - id: child-keeps-stdout
+          command: {{ shell: "sleep {SLEEP_BG} & echo started" }}
+        - id: hangs
+          command: {{ argv: ["sleep", "{SLEEP_FG}"] }}
+        - id: flood
+          command: {{ argv: ["yes", "{FLOOD}"] }}
+        - id: one-gib
+          interval: 20s
+          timeout: 20s
+          command:
+            shell: "head -c 1073741824 /dev/zero; echo 'coverage: 87%'"
+            value_regex: 'coverage: (\\d+)%'
+          expect: ">= 85%"
+        """)
+    return BASELINE + textwrap.indent(faults, " " * 10)
 
 
 FAULT_GATES = ("hung-http", "reset-http", "hung-tls", "reset-tls", "child-keeps-stdout", "hangs", "flood")
@@ -84,7 +77,7 @@ def counts(url: str) -> dict[str, float]:
     assert r.status_code == 200
     m = parse_metrics(r.text)
     out = {}
-    for gate in FAULT_GATES + ("one-gib", "idle"):
+    for gate in (*FAULT_GATES, "one-gib", "idle"):
         out[gate] = sum(sample(m, "gate_evaluations_total", gate=gate, result=x) or 0
                         for x in ("pass", "fail", "error"))
     return out
@@ -115,7 +108,7 @@ def run_faults(url: str, config: Path, faults: str, repeats: int, gib_runs: int)
 
 def settle(url: str, config: Path, pid: int, fds_at_most: int | None = None):
     """Reload to the quiet baseline and return /proc stats once nothing is in flight."""
-    config.write_text(textwrap.dedent(BASELINE).lstrip())
+    config.write_text(BASELINE)
     assert requests.post(f"{url}/-/reload", timeout=30).status_code == 200
 
     def settled():
@@ -136,7 +129,7 @@ def test_faulty_targets_end_at_their_timeout_without_leaks(tmp_path: Path, serve
     hung, reset = fault_servers
     faults = faults_config(hung.port, reset.port)
     config = tmp_path / "faults.yml"
-    config.write_text(textwrap.dedent(BASELINE).lstrip())
+    config.write_text(BASELINE)
     s = serve(config, "--web.enable-lifecycle")
     pid = s.proc.pid
     # the baseline gate runs once an hour: after its first evaluation the exporter is quiet

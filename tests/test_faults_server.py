@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import signal
 import socket
@@ -74,10 +75,8 @@ def test_slow_loris_clients_do_not_stop_metrics(tmp_path: Path, serve):
         n = 0
         while not stop.is_set() and time.monotonic() < deadline:
             for i, c in enumerate(conns):
-                try:
+                with contextlib.suppress(OSError):
                     c.sendall(f"X-Slow-{n}: a\r\n".encode() if i % 2 else b"1")
-                except OSError:
-                    pass
             n += 1
             stop.wait(0.5)
 
@@ -146,14 +145,16 @@ def test_invalid_reload_keeps_the_old_config_over_http_and_sighup(tmp_path: Path
             s.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: sample(metrics(s.url), "qualitygate_config_last_reload_successful") == 0, timeout=30,
                  what=f"reload_successful 0 after {trigger}")
-        wait_for(lambda: s.log().count("config reload failed") > failures_logged, timeout=30, what="the log line")
+        wait_for(lambda logged=failures_logged: s.log().count("config reload failed") > logged, timeout=30,
+                 what="the log line")
         line = [ln for ln in s.log().splitlines() if "config reload failed" in ln][-1]
         assert "level=error" in line and f"{config}:2: defaults.interval" in line, line
         # the old config keeps running: its gates are still evaluated and listed
         m = metrics(s.url)
         assert sample(m, "qualitygate_config_last_reload_success_timestamp_seconds") == loaded_at
         before = evaluations(s.url, "alpha")
-        wait_for(lambda: evaluations(s.url, "alpha") > before, timeout=30, what="the old gates to keep running")
+        wait_for(lambda seen=before: evaluations(s.url, "alpha") > seen, timeout=30,
+                 what="the old gates to keep running")
         assert requests.get(f"{s.url}/api/gates/signoff", timeout=10).status_code == 200
 
         gate_id = f"added-by-{trigger}"
@@ -164,8 +165,8 @@ def test_invalid_reload_keeps_the_old_config_over_http_and_sighup(tmp_path: Path
             s.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: sample(metrics(s.url), "qualitygate_config_last_reload_successful") == 1, timeout=30,
                  what=f"reload_successful 1 after fixing ({trigger})")
-        wait_for(lambda: requests.get(f"{s.url}/api/gates/{gate_id}", timeout=10).status_code == 200, timeout=30,
-                 what="the new gate to appear")
+        wait_for(lambda new=gate_id: requests.get(f"{s.url}/api/gates/{new}", timeout=10).status_code == 200,
+                 timeout=30, what="the new gate to appear")
         new_stamp = sample(metrics(s.url), "qualitygate_config_last_reload_success_timestamp_seconds")
         assert new_stamp > loaded_at
         loaded_at = new_stamp

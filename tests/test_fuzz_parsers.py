@@ -60,7 +60,7 @@ gates = st.builds(
                                             else values) for k in gate_keys}),
     st.sampled_from(sorted(KINDS)),
     st.sampled_from(sorted(KINDS)).flatmap(probe_spec),
-    st.dictionaries(st.sampled_from(sorted(KINDS) + ["bogus"]), values, max_size=1),
+    st.dictionaries(st.sampled_from([*sorted(KINDS), "bogus"]), values, max_size=1),
 )
 trackers = st.fixed_dictionaries(
     {"tracker": st.one_of(st.just("t"), values)},

@@ -17,34 +17,29 @@ from exporter.evaluate import evaluate
 from exporter.probes import ProbeContext
 from exporter.state import State
 from exporter.storage import Attestation, open_store
-from tests.conftest import ROOT, Served, free_port, parse_metrics, sample, wait_for
+from tests.conftest import ROOT, Served, free_port, one_step_tracker, parse_metrics, sample, wait_for
 
 NOW = 1_800_000_000.0
 
-CONFIG = """
-tracker: {tracker}
-title: Manual
-defaults: {{interval: 1h, timeout: 5s}}
-phases:
-  - id: p
-    title: P
-    steps:
-      - id: s
-        title: S
-        gates:
-          - id: security-audit
-            tier: critical
-            manual: {{max_age: 1d}}
-            expect: ">= 1"
-          - id: signoff
-            manual: {{max_age: 1h}}
-          - id: disk
-            file: {{path: /etc/hostname}}
+GATES = """
+- id: security-audit
+  tier: critical
+  manual: {max_age: 1d}
+  expect: ">= 1"
+- id: signoff
+  manual: {max_age: 1h}
+- id: disk
+  file: {path: /etc/hostname}
 """
 
 
+def manual_tracker(name: str) -> str:
+    """The test tracker under the tracker name `name`."""
+    return one_step_tracker(GATES, tracker=name, title="Manual", defaults="{interval: 1h, timeout: 5s}")
+
+
 async def run(gate_id: str, history) -> object:
-    gate = parse_config(CONFIG.format(tracker="m")).gate(gate_id)
+    gate = parse_config(manual_tracker("m")).gate(gate_id)
     return await evaluate(gate, ProbeContext(gate_id=gate_id, timeout=5, history=history, now=lambda: NOW))
 
 
@@ -118,7 +113,7 @@ def stored_attestations(db: Path) -> int:
 
 def test_endpoint_refuses_bad_input_and_stores_nothing(tmp_path: Path, write_config, serve) -> None:
     db = tmp_path / "state.db"
-    s = serve(write_config(CONFIG.format(tracker="m")), "--storage.path", str(db))
+    s = serve(write_config(manual_tracker("m")), "--storage.path", str(db))
     url = s.url + "/api/gates/{}/attestations"
     cases = [
         (url.format("nope"), '{"value": 1}', "application/json", 404, "unknown gate 'nope'"),
@@ -153,7 +148,7 @@ def test_endpoint_refuses_bad_input_and_stores_nothing(tmp_path: Path, write_con
 
 def test_attestation_passes_the_gate_at_once_and_survives_a_restart(tmp_path: Path, write_config, serve) -> None:
     db = tmp_path / "state.db"
-    config = write_config(CONFIG.format(tracker="m"))
+    config = write_config(manual_tracker("m"))
     s = serve(config, "--storage.path", str(db))
     wait_for(lambda: json.loads(s.get("/api/gates/security-audit")[1])["status"] == "fail", timeout=30,
              what="first evaluation")
@@ -183,8 +178,8 @@ def test_attestation_passes_the_gate_at_once_and_survives_a_restart(tmp_path: Pa
 
 
 def test_several_trackers_need_the_tracker_parameter(tmp_path: Path, write_config, serve) -> None:
-    one = write_config(CONFIG.format(tracker="one"), "one.yml")
-    two = write_config(CONFIG.format(tracker="two"), "two.yml")
+    one = write_config(manual_tracker("one"), "one.yml")
+    two = write_config(manual_tracker("two"), "two.yml")
     db = tmp_path / "state.db"
     s = serve([one, two], "--storage.path", str(db))
     url = s.url + "/api/gates/signoff/attestations"
@@ -199,7 +194,7 @@ def test_several_trackers_need_the_tracker_parameter(tmp_path: Path, write_confi
 
 
 def test_without_storage_attestations_are_refused(tmp_path: Path, write_config, serve) -> None:
-    s = serve(write_config(CONFIG.format(tracker="m")), "--storage.path", "")
+    s = serve(write_config(manual_tracker("m")), "--storage.path", "")
     status, doc = post(s.url + "/api/gates/signoff/attestations", '{"value": 1}')
     assert status == 503 and "--storage.path" in doc["error"]
     assert "state kept in memory only" in s.log()
@@ -216,7 +211,7 @@ def test_authenticated_user_is_recorded_as_the_attester(tmp_path: Path, write_co
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config.file",
-                                 str(write_config(CONFIG.format(tracker="m"))), "--storage.path", str(db),
+                                 str(write_config(manual_tracker("m"))), "--storage.path", str(db),
                                  "--web.config.file", str(web_config), "--web.listen-address", f"127.0.0.1:{port}"],
                                 stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
     s = Served(proc, port, log_path)
@@ -244,7 +239,7 @@ def _run_authenticated(s: Served, db: Path) -> None:
 
 def test_check_reads_attestations_and_history_from_the_state_file(tmp_path: Path, write_config) -> None:
     db = tmp_path / "state.db"
-    config = write_config(CONFIG.format(tracker="m"))
+    config = write_config(manual_tracker("m"))
     store = open_store(str(db))
     store.attest("m", "security-audit", Attestation(1.0, time.time() - 60, "alice", "ok")).result(10)
     store.close_sync()

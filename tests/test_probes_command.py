@@ -89,7 +89,7 @@ async def test_value_regex_on_failure_keeps_the_fail():
 
 
 async def test_command_not_found_is_an_error(tmp_path: Path):
-    with pytest.raises(ProbeError, match="^command not found: qg-no-such-command$"):
+    with pytest.raises(ProbeError, match=r"^command not found: qg-no-such-command$"):
         await run_probe("command", CommandSpec(argv=("qg-no-such-command",)))
     with pytest.raises(ProbeError, match=r"^command not found \(exit 127\): .*qg-no-such-command: .*not found"):
         await run_probe("command", CommandSpec(shell="qg-no-such-command --flag"))
@@ -129,10 +129,10 @@ async def test_cwd_defaults_to_the_config_folder_and_can_be_set(tmp_path: Path):
 
 
 async def test_hang_is_killed_at_the_timeout_with_its_whole_process_group(tmp_path: Path):
-    (tmp_path / "hang.py").write_text(f"""
+    (tmp_path / "hang.py").write_text("""
 import subprocess, sys, os, time
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-open("pids", "w").write(f"{{os.getpid()}} {{child.pid}}")
+open("pids", "w").write(f"{os.getpid()} {child.pid}")
 time.sleep(120)
 """)
     gate = parse_gate(tmp_path, f"""

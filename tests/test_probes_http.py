@@ -14,7 +14,7 @@ from aiohttp import web
 
 from conftest import free_port
 from exporter.probes import ProbeError
-from exporter.probes.http import MAX_BODY, HTTPSpec, BasicAuthSpec, TLSSpec, new_session
+from exporter.probes.http import MAX_BODY, BasicAuthSpec, HTTPSpec, TLSSpec, new_session
 from probe_support import config_errors, make_ctx, parse_gate, run_probe
 
 SECRET = "s3cr3t-password"
@@ -160,7 +160,7 @@ async def test_json_path_missing_or_not_a_number_is_an_error(target):
         await run_probe("http", HTTPSpec(url=url(target, "/data"), json_path="$.checks[0].name"))
     with pytest.raises(ProbeError, match="is null, not a number"):
         await run_probe("http", HTTPSpec(url=url(target, "/data"), json_path="$.checks[0].none"))
-    with pytest.raises(ProbeError, match="^body is not valid JSON$"):
+    with pytest.raises(ProbeError, match=r"^body is not valid JSON$"):
         await run_probe("http", HTTPSpec(url=url(target, "/text"), json_path="$.x"))
 
 
@@ -272,7 +272,7 @@ async def test_tls_unknown_ca_fails_and_insecure_skip_verify_passes(tls_target):
 
 
 async def test_tls_missing_ca_file_is_an_error(tls_target, tmp_path: Path):
-    with pytest.raises(ProbeError, match="no-ca.pem: no such file"):
+    with pytest.raises(ProbeError, match=r"no-ca\.pem: no such file"):
         await run_probe("http", HTTPSpec(url=url(tls_target, "/ok"), tls=TLSSpec(ca_file=str(tmp_path / "no-ca.pem"))))
 
 

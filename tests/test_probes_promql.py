@@ -7,8 +7,8 @@ import math
 import shutil
 import subprocess
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -33,12 +33,12 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f"  - job_name: prometheus\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
         f"  - job_name: again\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
     )
-    log = open(tmp / "prometheus.log", "w")
-    proc = subprocess.Popen(
-        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
+    with open(tmp / "prometheus.log", "w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
 
     def both_up() -> bool:
@@ -57,7 +57,6 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-        log.close()
 
 
 async def test_one_sample_vector(prometheus: str):
@@ -81,12 +80,12 @@ async def test_base_url_from_the_context_with_a_trailing_slash(prometheus: str):
 
 
 async def test_empty_result_is_an_error(prometheus: str):
-    with pytest.raises(ProbeError, match="^query returned no samples$"):
+    with pytest.raises(ProbeError, match=r"^query returned no samples$"):
         await run_probe("promql", PromQLSpec(query='up{job="nope"}', url=prometheus))
 
 
 async def test_several_samples_is_an_error(prometheus: str):
-    with pytest.raises(ProbeError, match="^query returned 2 samples, expected 1$"):
+    with pytest.raises(ProbeError, match=r"^query returned 2 samples, expected 1$"):
         await run_probe("promql", PromQLSpec(query="up", url=prometheus))
 
 
@@ -98,7 +97,7 @@ async def test_range_vector_and_bad_query_are_errors(prometheus: str):
 
 
 async def test_prometheus_down_is_an_error():
-    with pytest.raises(ProbeError, match="^Prometheus unreachable: connection refused$"):
+    with pytest.raises(ProbeError, match=r"^Prometheus unreachable: connection refused$"):
         await run_probe("promql", PromQLSpec(query="up", url=f"http://127.0.0.1:{free_port()}"))
 
 
@@ -108,7 +107,7 @@ async def test_no_url_anywhere_is_an_error():
 
 
 async def test_not_prometheus_is_an_error(prometheus: str):
-    with pytest.raises(ProbeError, match="^Prometheus answered status 404 without a JSON body$"):
+    with pytest.raises(ProbeError, match=r"^Prometheus answered status 404 without a JSON body$"):
         await run_probe("promql", PromQLSpec(query="up", url=prometheus + "/not-here"))
 
 
@@ -116,7 +115,7 @@ def test_parse_response_edge_cases():
     assert math.isnan(parse_response(200, b'{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}'))
     with pytest.raises(ProbeError, match="malformed sample"):
         parse_response(200, b'{"status":"success","data":{"resultType":"vector","result":[{"value":[1]}]}}')
-    with pytest.raises(ProbeError, match="^Prometheus: timeout: query timed out"):
+    with pytest.raises(ProbeError, match=r"^Prometheus: timeout: query timed out"):
         parse_response(503, b'{"status":"error","errorType":"timeout","error":"query timed out in query execution"}')
 
 

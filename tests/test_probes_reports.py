@@ -40,7 +40,7 @@ async def test_coverage_formats_explicit_and_auto(name: str, fmt: str, line: flo
 
 
 async def test_coverage_missing_file_is_an_error_named_relative_to_the_config(tmp_path: Path):
-    with pytest.raises(ProbeError, match="^coverage.xml: no such file$"):
+    with pytest.raises(ProbeError, match=r"^coverage\.xml: no such file$"):
         await run_probe("coverage", CoverageSpec(path=str(tmp_path / "coverage.xml")), make_ctx(base_dir=str(tmp_path)))
     with pytest.raises(ProbeError, match=f"^{tmp_path}/coverage.xml: no such file$"):
         await run_probe("coverage", CoverageSpec(path=str(tmp_path / "coverage.xml")), make_ctx(base_dir="/nowhere"))
@@ -161,7 +161,7 @@ async def test_junit_errors(tmp_path: Path):
     ctx = make_ctx(base_dir=str(tmp_path))
     with pytest.raises(ProbeError, match=r"^reports/\*\.xml: no files match$"):
         await run_probe("junit", JUnitSpec(path=str(tmp_path / "reports" / "*.xml")), ctx)
-    with pytest.raises(ProbeError, match="^junit.xml: no such file$"):
+    with pytest.raises(ProbeError, match=r"^junit\.xml: no such file$"):
         await run_probe("junit", JUnitSpec(path=str(tmp_path / "junit.xml")), ctx)
     (tmp_path / "skipped.xml").write_text('<testsuite tests="1"><testcase name="x"><skipped/></testcase></testsuite>')
     with pytest.raises(ProbeError, match=r"^skipped.xml: no test ran \(1 tests, 1 skipped in 1 files\)$"):
@@ -170,7 +170,7 @@ async def test_junit_errors(tmp_path: Path):
     with pytest.raises(ProbeError, match=r"^cov.xml: not a JUnit report \(root is <coverage>\)$"):
         await run_probe("junit", JUnitSpec(path=str(tmp_path / "cov.xml")), ctx)
     (tmp_path / "broken.xml").write_text("<testsuite><testcase>")
-    with pytest.raises(ProbeError, match="^broken.xml: not valid XML"):
+    with pytest.raises(ProbeError, match=r"^broken\.xml: not valid XML"):
         await run_probe("junit", JUnitSpec(path=str(tmp_path / "broken.xml")), ctx)
 
 
@@ -214,10 +214,10 @@ async def test_json_file_errors(tmp_path: Path):
         await run_probe("json_file", JSONFileSpec(path=report("data.json"), json_path="$.pending"), ctx)
     with pytest.raises(ProbeError, match=r"^data.json: \$\.suites is an array, not a number$"):
         await run_probe("json_file", JSONFileSpec(path=report("data.json"), json_path="$.suites"), ctx)
-    with pytest.raises(ProbeError, match="^missing.json: no such file$"):
+    with pytest.raises(ProbeError, match=r"^missing\.json: no such file$"):
         await run_probe("json_file", JSONFileSpec(path=report("missing.json"), json_path="$.x"), ctx)
     (tmp_path / "bad.json").write_text("{'single': 'quotes'}")
-    with pytest.raises(ProbeError, match="bad.json: not valid JSON"):
+    with pytest.raises(ProbeError, match=r"bad\.json: not valid JSON"):
         await run_probe("json_file", JSONFileSpec(path=str(tmp_path / "bad.json"), json_path="$.x"), ctx)
 
 

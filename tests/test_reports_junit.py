@@ -6,11 +6,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from lxml import etree
-from tracker_support import JUNIT_XSD, TRACKERS, small_status, status_from_config
 
 from exporter.config import parse_config
 from exporter.reports import junit_xml
 from exporter.tracker.importer import import_tracker_file
+from tracker_support import JUNIT_XSD, TRACKERS, small_status, status_from_config
 
 
 @pytest.fixture(scope="module")

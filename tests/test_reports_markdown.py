@@ -10,10 +10,10 @@ import sys
 import textwrap
 
 from lxml import etree
-from tracker_support import JUNIT_XSD, small_status
 
 from exporter import reports
 from exporter.reports import json_report, markdown_table, write_reports
+from tracker_support import JUNIT_XSD, small_status
 
 
 def test_markdown_table():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -45,7 +46,8 @@ async def sleep_probe(spec: SleepSpec, ctx: ProbeContext) -> Measurement:
 
 @pytest.fixture(autouse=True)
 def sleep_kind(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setitem(probes.KINDS, "sleep", ProbeKind("sleep", SleepSpec, sleep_probe, ("value",), timeout_outcome="fail"))
+    kind = ProbeKind("sleep", SleepSpec, sleep_probe, ("value",), timeout_outcome="fail")
+    monkeypatch.setitem(probes.KINDS, "sleep", kind)
     RUNNING.update(now=0, max=0)
 
 
@@ -77,7 +79,7 @@ async def test_each_gate_on_its_own_interval_and_slow_gate_does_not_delay_fast()
     fast = [r for r in results if r.gate == "fast"]
     # Started within the first 200 ms, then every 200 ms: about 10 runs in 2.2 s, regardless of `slow`.
     assert 8 <= len(fast) <= 12, len(fast)
-    gaps = [b.started - a.started for a, b in zip(fast, fast[1:])]
+    gaps = [b.started - a.started for a, b in itertools.pairwise(fast)]
     assert max(gaps) < 0.5, gaps
     assert [r.outcome for r in results if r.gate == "slow"] == ["pass"]
 

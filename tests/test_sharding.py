@@ -77,7 +77,8 @@ phases:
 def test_directory_of_trackers_and_duplicate_names(tmp_path: Path):
     d = tmp_path / "trackers"
     d.mkdir()
-    body = "phases:\n  - id: p\n    steps:\n      - id: s\n        gates:\n          - {id: g, file: {path: /etc/hostname}}\n"
+    body = ("phases:\n  - id: p\n    steps:\n      - id: s\n        gates:\n"
+            "          - {id: g, file: {path: /etc/hostname}}\n")
     (d / "a.yml").write_text("tracker: alpha\n" + body)
     (d / "b.yaml").write_text("tracker: beta\n" + body)
     (d / "notes.txt").write_text("not a tracker")

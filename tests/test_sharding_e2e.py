@@ -10,7 +10,8 @@ import pytest
 from conftest import ROOT, free_port, parse_metrics, sample, wait_for
 from stack_support import promql, start_prometheus
 
-pytestmark = pytest.mark.skipif(not shutil.which("prometheus"), reason="prometheus is installed by scripts/system-deps.sh")
+pytestmark = pytest.mark.skipif(not shutil.which("prometheus"),
+                                reason="prometheus is installed by scripts/system-deps.sh")
 
 STEPS, PER_STEP = 12, 3
 

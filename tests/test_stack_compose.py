@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import ROOT
 from stack_support import have
 
@@ -17,17 +18,15 @@ pytestmark = pytest.mark.skipif(bool(have("docker-compose")), reason="docker-com
 SERVICES = {"exporter", "prometheus", "alertmanager", "grafana"}
 
 
+def run_from_root(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run a command in the repository root, output captured, for 60 s at most."""
+    return subprocess.run(argv, cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict:
     """The compose file as docker-compose resolves it (absolute mount sources, long syntax)."""
-    result = subprocess.run(
-        ["docker-compose", "-f", "docker-compose.yml", "config"],
-        cwd=ROOT,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_from_root("docker-compose", "-f", "docker-compose.yml", "config")
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)
     for service in resolved["services"].values():
@@ -45,14 +44,7 @@ def _volume(entry: str | dict) -> dict:
 
 
 def test_compose_config_is_valid():
-    result = subprocess.run(
-        ["docker-compose", "-f", "docker-compose.yml", "config", "-q"],
-        cwd=ROOT,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_from_root("docker-compose", "-f", "docker-compose.yml", "config", "-q")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
 
@@ -154,14 +146,7 @@ def test_grafana_is_anonymous_viewer_and_provisions_the_dashboards(compose):
 
 
 def test_stack_tracker_probes_the_stack_and_is_valid(compose):
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "validate", "examples/stack-tracker.yml"],
-        cwd=ROOT,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_from_root(sys.executable, "-m", "exporter", "validate", "examples/stack-tracker.yml")
     assert result.returncode == 0, result.stdout + result.stderr
     tracker = yaml.safe_load((ROOT / "examples/stack-tracker.yml").read_text())
     text = (ROOT / "examples/stack-tracker.yml").read_text()

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 import yaml
+
 from stack_support import RULES, SHIPPED_ALERTMANAGER, SHIPPED_PROMETHEUS, have, loopback_prometheus_config
 
 COMPOSE_TARGETS = {

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT, free_port, start_serve
 
 DOCKERFILE = ROOT / "Dockerfile"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT, free_port, start_serve, wait_for
 from stack_support import (
     SHIPPED_ALERTMANAGER,
@@ -205,43 +206,27 @@ def _wait_for_history(stack: Stack, marker: Path) -> None:
     """Let the release gate pass, then fail, so that history, last pass and blockers are real."""
     flip = f'tracker="{TRACKER}", gate="{FLIP_GATE}"'
 
-    def seen(expr: str) -> bool:
-        answer = stack.query(expr)
-        return answer["status"] == "success" and bool(answer["data"]["result"])
+    def until_seen(expr: str, what: str, timeout: float = 60) -> None:
+        """Wait until Prometheus answers `expr` with at least one series."""
 
-    wait_for(
-        lambda: seen(f"gate_passed{{{flip}}} == 1"),
-        timeout=90,
-        interval=0.5,
-        what="the release gate passing in Prometheus",
-    )
-    wait_for(
-        lambda: seen(f"gate_last_pass_timestamp_seconds{{{flip}}}"), timeout=60, interval=0.5, what="its last pass time"
-    )
+        def seen() -> bool:
+            answer = stack.query(expr)
+            return answer["status"] == "success" and bool(answer["data"]["result"])
+
+        wait_for(seen, timeout=timeout, interval=0.5, what=what)
+
+    until_seen(f"gate_passed{{{flip}}} == 1", "the release gate passing in Prometheus", timeout=90)
+    until_seen(f"gate_last_pass_timestamp_seconds{{{flip}}}", "its last pass time")
     marker.unlink()
-    wait_for(lambda: seen(f"gate_passed{{{flip}}} == 0"), timeout=60, interval=0.5, what="the release gate failing")
+    until_seen(f"gate_passed{{{flip}}} == 0", "the release gate failing")
     # The PromQL gates error until Prometheus answers and has scraped: wait for them to settle.
     healthy = f'tracker="{TRACKER}", gate!~"{FLIP_GATE}|never-exported"'
-    wait_for(
-        lambda: seen(f"count(gate_passed{{{healthy}}} == 1) == count(gate_info{{{healthy}}})"),
-        timeout=90,
-        interval=0.5,
-        what="every other gate passing",
-    )
-    wait_for(
-        lambda: seen(f'gate_probe_error{{tracker="{TRACKER}", gate="never-exported"}} == 1'),
-        timeout=60,
-        interval=0.5,
-        what="a probe error",
-    )
+    until_seen(f"count(gate_passed{{{healthy}}} == 1) == count(gate_info{{{healthy}}})", "every other gate passing",
+               timeout=90)
+    until_seen(f'gate_probe_error{{tracker="{TRACKER}", gate="never-exported"}} == 1', "a probe error")
     # Rates need two samples of every series inside the window.
-    wait_for(
-        lambda: seen(f'count(rate(gate_evaluations_total{{tracker="{TRACKER}"}}[1m]) > 0) >= 7'),
-        timeout=60,
-        interval=0.5,
-        what="evaluation rates",
-    )
-    wait_for(lambda: seen("rate(process_cpu_seconds_total[1m])"), timeout=60, interval=0.5, what="a CPU rate")
+    until_seen(f'count(rate(gate_evaluations_total{{tracker="{TRACKER}"}}[1m]) > 0) >= 7', "evaluation rates")
+    until_seen("rate(process_cpu_seconds_total[1m])", "a CPU rate")
 
 
 @pytest.mark.parametrize(

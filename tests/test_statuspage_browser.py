@@ -16,8 +16,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -124,7 +125,7 @@ phases:
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         body = b'{"status": "ok"}'
         self.send_response(200 if self.path == "/health" else 404)
         self.send_header("Content-Type", "application/json")
@@ -488,11 +489,11 @@ def test_page_assets_and_refresh_sit_behind_basic_auth(browser: Any, tmp_path: P
     hashed = bcrypt.hashpw(b"s3cret-pw", bcrypt.gensalt(rounds=4)).decode()
     web_config.write_text(f"basic_auth_users:\n  viewer: {hashed}\n")
     port = free_port()
-    log_file = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config.file", str(config),
-                             "--web.config.file", str(web_config), "--web.listen-address", f"127.0.0.1:{port}",
-                             "--storage.path", str(tmp_path / "state.db")],
-                            stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
+    with open(tmp_path / "serve.log", "w") as log_file:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config.file", str(config),
+                                 "--web.config.file", str(web_config), "--web.listen-address", f"127.0.0.1:{port}",
+                                 "--storage.path", str(tmp_path / "state.db")],
+                                stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
     served = Served(proc, port, tmp_path / "serve.log")  # type: ignore[arg-type]
     try:
         wait_for(lambda: proc.poll() is not None or served.get("/-/healthy", timeout=1)[0] == 401, timeout=30,
@@ -514,4 +515,3 @@ def test_page_assets_and_refresh_sit_behind_basic_auth(browser: Any, tmp_path: P
             context.close()
     finally:
         served.stop()
-        log_file.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html.parser
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,7 +198,7 @@ async def test_pages_forbid_inline_script_and_are_not_cached_stale(site):
 async def test_filters_show_only_matching_gates(site, query, shown):
     s = await site(CONFIG)
     fill(s)
-    page, body = await s.page("/?" + query)
+    page, _ = await s.page("/?" + query)
     assert page.rows() == shown
     blockers = {a["data-gate"] for a in page.all("tr") if "data-gate" in a and "data-tier" not in a}
     assert blockers == {g for g, st in shown.items() if st in ("fail", "error") and g in ("cov", "report")}
@@ -248,7 +249,7 @@ async def test_landmarks_headings_and_table_semantics(site):
         assert page.headings.count(1) == 1, path
         assert page.headings[0] == 1
         # No heading level is skipped on the way down.
-        for prev, cur in zip(page.headings, page.headings[1:]):
+        for prev, cur in itertools.pairwise(page.headings):
             assert cur <= prev + 1, (path, page.headings)
         tables = len(page.all("table"))
         assert len(page.all("caption")) == tables, path
@@ -262,7 +263,7 @@ async def test_gate_page_shows_history_newest_first(site):
     s.record("page", "cov", "pass", ago=300, value=0.9)
     s.record("page", "cov", "fail", ago=200, value=0.8, message="value 0.8 does not satisfy '>= 85%'")
     s.record("page", "cov", "error", ago=100, message="cov.json: no such file")
-    page, body = await s.page("/gates/cov")
+    page, _ = await s.page("/gates/cov")
     statuses = [a["data-status"] for a in page.all("tr") if "data-status" in a]
     assert statuses == ["error", "fail", "pass"]
     text = page.text

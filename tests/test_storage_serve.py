@@ -14,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import ROOT, Served, free_port, parse_metrics, wait_for
+from tests.conftest import ROOT, Served, free_port, one_step_tracker, parse_metrics, wait_for
 from tests.test_storage_store import make_read_only, undo_read_only
 
 GATE_FAMILIES = ("gate_passed", "gate_probe_error", "gate_value", "gate_last_evaluation_timestamp_seconds",
@@ -23,18 +23,7 @@ GATE_FAMILIES = ("gate_passed", "gate_probe_error", "gate_value", "gate_last_eva
 
 
 def tracker(body: str) -> str:
-    return f"""
-tracker: durable
-title: Durable
-uptime_window: 30d
-phases:
-  - id: p
-    title: P
-    steps:
-      - id: s
-        title: S
-        gates:
-{body}"""
+    return one_step_tracker(body, tracker="durable", title="Durable", uptime_window="30d")
 
 
 def restored_samples(served: Served) -> dict:

@@ -15,26 +15,16 @@ from exporter.config import parse_config
 from exporter.model import Result
 from exporter.state import HISTORY, State
 from exporter.storage import GRACE, Attestation, StorageError, open_store, retention
-from tests.conftest import wait_for
+from tests.conftest import one_step_tracker, wait_for
 
 NOW = 1_800_000_000.0  # a fixed "now" so bucket boundaries are the same on every run
 
-CONFIG = """
-tracker: t
-title: T
-uptime_window: 7d
-phases:
-  - id: p
-    title: P
-    steps:
-      - id: s
-        title: S
-        gates:
-          - {id: a, file: {path: /etc/hostname}}
-          - {id: b, file: {path: /etc/hostname}}
-          - {id: m, manual: {max_age: 1d}}
-          - {id: u, uptime: {gate: a, window: 20d}, expect: ">= 50%"}
-"""
+CONFIG = one_step_tracker("""
+- {id: a, file: {path: /etc/hostname}}
+- {id: b, file: {path: /etc/hostname}}
+- {id: m, manual: {max_age: 1d}}
+- {id: u, uptime: {gate: a, window: 20d}, expect: ">= 50%"}
+""", uptime_window="7d")
 
 
 def results(gate: str, n: int, start: float, step: float, every_fail: int = 4) -> list[Result]:

@@ -7,10 +7,10 @@ import sys
 from collections import Counter
 
 import pytest
-from tracker_support import TRACKERS
 
 from exporter.config import parse_config
 from exporter.tracker.importer import import_tracker, import_tracker_file
+from tracker_support import TRACKERS
 
 SEED = TRACKERS / "seed.md"
 
@@ -89,7 +89,7 @@ def test_seed_counts_match_the_document(seed):
 
 
 def test_seed_config_is_accepted_and_has_every_gate(seed):
-    result, config = seed
+    _, config = seed
     # 7 document phases + 1 for the tier sections; 11 steps + 3 tier sections;
     # 70 checkbox gates + 11 automated-check gates.
     assert (len(config.phases), len(config.steps), len(config.gates)) == (8, 14, 81)

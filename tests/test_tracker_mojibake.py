@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tracker_support import TRACKERS
 
 from exporter.tracker.mojibake import normalise, repair
+from tracker_support import TRACKERS
 
 
 def misdecode(data: bytes) -> str:

@@ -8,14 +8,14 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from tracker_support import TRACKERS, shape, small_status, status_from_config
 
 from exporter.check import run_check
 from exporter.config import parse_config
-from exporter.status import progress_status
 from exporter.state import State
+from exporter.status import progress_status
 from exporter.tracker.importer import import_tracker, import_tracker_file
 from exporter.tracker.render import render_markdown
+from tracker_support import TRACKERS, shape, small_status, status_from_config
 
 
 def gate_lines(markdown: str) -> dict[str, str]:
@@ -109,7 +109,7 @@ def test_rendered_tracker_reimports_without_surprises():
 
 
 class _Health(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the http.server API
+    def do_GET(self):
         code = 200 if self.path == "/health" else 503
         self.send_response(code)
         self.send_header("Content-Length", "2")
@@ -194,9 +194,8 @@ def test_several_trackers():
 
 def test_import_serve_fetch_render(tmp_path, serve, health_server):
     """The whole loop: import a tracker, serve it, read /api/progress/status over HTTP, render it."""
-    from tests.conftest import wait_for
-
     from exporter.tracker.fetch import FetchError, fetch_status, status_url
+    from tests.conftest import wait_for
 
     tracker = "\n".join([
         "# Live", "## Phase 1: Run", "### Step 1: Serve",

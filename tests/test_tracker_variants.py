@@ -7,13 +7,13 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tracker_support import TRACKERS, shape
 
 from exporter.config import parse_config
 from exporter.schema import ConfigError
 from exporter.tracker.importer import import_tracker, import_tracker_file, read_tracker
 from exporter.tracker.mojibake import repair
 from exporter.tracker.parse import TrackerParseError
+from tracker_support import TRACKERS, shape
 
 SEED_TEXT = (TRACKERS / "seed.md").read_text(encoding="utf-8")
 
@@ -81,7 +81,7 @@ def test_nested_tracker(tmp_path):
 
 
 def test_unicode_tracker():
-    result, config = load((TRACKERS / "unicode.md").read_text(encoding="utf-8"), "unicode.md")
+    _, config = load((TRACKERS / "unicode.md").read_text(encoding="utf-8"), "unicode.md")
     assert config.tracker == "qualitatsplan" and config.title == "Qualitätsplan"
     step = config.steps[0]
     assert (step.id, step.title, step.team) == ("uberwachung-alarme", "Überwachung & Alarme", "Équipe Ops (Zürich)")

@@ -16,29 +16,19 @@ from exporter.model import Result
 from exporter.probes import ProbeContext
 from exporter.state import State
 from exporter.storage import open_store
-from tests.conftest import parse_metrics, sample, wait_for
+from tests.conftest import one_step_tracker, parse_metrics, sample, wait_for
 
 NOW = 1_800_000_000.0
 
-CONFIG = """
-tracker: t
-title: T
-uptime_window: 2d
-phases:
-  - id: p
-    title: P
-    steps:
-      - id: s
-        title: S
-        gates:
-          - {id: api, file: {path: /etc/hostname}}
-          - id: api-uptime
-            uptime: {gate: api, window: 1d}
-            expect: ">= 90%"
-          - id: api-uptime-default
-            uptime: {gate: api}
-            expect: "> 50%"
-"""
+CONFIG = one_step_tracker("""
+- {id: api, file: {path: /etc/hostname}}
+- id: api-uptime
+  uptime: {gate: api, window: 1d}
+  expect: ">= 90%"
+- id: api-uptime-default
+  uptime: {gate: api}
+  expect: "> 50%"
+""", uptime_window="2d")
 
 
 def evaluations(state: State, passed: int, failed: int, at: float) -> None:
@@ -112,27 +102,17 @@ def test_uptime_through_a_real_serve_with_stored_history(tmp_path: Path, write_c
     assert store.flush(30)
     store.close_sync()
     # `api` is slow to evaluate (a command that sleeps) so no new evaluation lands while we look.
-    config = write_config("""
-        tracker: up
-        title: Uptime
-        uptime_window: 30d
-        phases:
-          - id: p
-            title: P
-            steps:
-              - id: s
-                title: S
-                gates:
-                  - id: api
-                    interval: 60s
-                    timeout: 50s
-                    command: {shell: "sleep 45"}
-                  - id: api-uptime
-                    interval: 1s
-                    timeout: 1s
-                    uptime: {gate: api, window: 1d}
-                    expect: ">= 99.9%"
-    """)
+    config = write_config(one_step_tracker("""
+        - id: api
+          interval: 60s
+          timeout: 50s
+          command: {shell: "sleep 45"}
+        - id: api-uptime
+          interval: 1s
+          timeout: 1s
+          uptime: {gate: api, window: 1d}
+          expect: ">= 99.9%"
+    """, tracker="up", title="Uptime", uptime_window="30d"))
     s = serve(config, "--storage.path", str(db))
 
     def value():

@@ -82,7 +82,8 @@ async def test_metrics_formats(client):
     assert sample(m, "qualitygate_build_info") == 1
     assert sample(m, "process_resident_memory_bytes") > 0
 
-    r = await c.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "identity"})
+    r = await c.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0",
+                                         "Accept-Encoding": "identity"})
     assert r.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
     assert (await r.text()).endswith("# EOF\n")
 
@@ -100,7 +101,8 @@ async def test_progress_status_shape(client):
     assert doc["tracker"] == "web" and doc["title"] == "Web test"
     assert doc["generated_at"].endswith("Z")
     assert doc["overall_completion"] == 0.5
-    assert doc["phase_status"] == [{"id": "p1", "title": "Phase 1", "completion": 0.5, "status": "in_progress", "gates": 2}]
+    assert doc["phase_status"] == [
+        {"id": "p1", "title": "Phase 1", "completion": 0.5, "status": "in_progress", "gates": 2}]
     assert doc["step_completion"][0]["team"] == "Team A"
     assert doc["quality_gates"]["critical"] == {"passed": 1, "failed": 0, "error": 0, "pending": 0, "total": 1}
     assert doc["quality_gates"]["important"]["failed"] == 1
@@ -144,7 +146,8 @@ async def test_invalid_reload_keeps_old_config_then_valid_reload_applies(client)
     assert sample(m, "qualitygate_config_last_reload_successful") == 0
     assert sample(m, "gate_interval_seconds", gate="present", tier="critical") == 1, "old config still served"
 
-    c.path.write_text(GOOD.replace("          - id: absent\n            tier: important\n            file: {path: /nonexistent/file}\n", ""))
+    absent = "          - id: absent\n            tier: important\n            file: {path: /nonexistent/file}\n"
+    c.path.write_text(GOOD.replace(absent, ""))
     r = await c.post("/-/reload")
     assert r.status == 200, await r.text()
     text = await (await c.get("/metrics")).text()

@@ -16,8 +16,8 @@ import sys
 import textwrap
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
@@ -175,7 +175,7 @@ def test_no_request_data_reaches_a_command_query_probe_or_file(tmp_path: Path, r
     assert sentinel.read_text() == "untouched\n" and sentinel.stat().st_mtime_ns == before.st_mtime_ns
     for folder in (tmp_path, ROOT, Path("/tmp")):
         assert not any(m in name for name in os.listdir(folder))
-    for dirpath, dirnames, filenames in os.walk(tmp_path):
+    for dirpath, _, filenames in os.walk(tmp_path):
         for name in filenames:
             if name.startswith("serve-"):
                 continue  # the exporter's own log

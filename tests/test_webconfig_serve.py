@@ -79,11 +79,11 @@ def start_secure(tmp_path: Path, web_yaml: str, *extra: str, probe: Any = None) 
     web = tmp_path / "web.yml"
     web.write_text(textwrap.dedent(web_yaml).lstrip())
     log_path = tmp_path / f"serve-{port}.log"
-    log_file = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "serve", "--config.file", str(config), "--web.config.file", str(web),
-         "--web.listen-address", f"127.0.0.1:{port}", "--storage.path", str(tmp_path / "state.db"), *extra],
-        stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
+    with open(log_path, "w") as log_file:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "serve", "--config.file", str(config), "--web.config.file", str(web),
+             "--web.listen-address", f"127.0.0.1:{port}", "--storage.path", str(tmp_path / "state.db"), *extra],
+            stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
     served = Served(proc, port, log_path)  # type: ignore[arg-type]
     try:
         wait_for(lambda: proc.poll() is not None or probe(served).status_code == 200, timeout=30,
@@ -239,13 +239,12 @@ def test_min_version_refuses_older_clients(pki: PKI, tmp_path: Path, stopper):
 
     old = ssl.create_default_context(cafile=ca)
     old.maximum_version = ssl.TLSVersion.TLSv1_2
-    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as raw:
-        with pytest.raises(ssl.SSLError):
-            old.wrap_socket(raw, server_hostname="127.0.0.1")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as raw, pytest.raises(ssl.SSLError):
+        old.wrap_socket(raw, server_hostname="127.0.0.1")
     new = ssl.create_default_context(cafile=ca)
-    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as raw:
-        with new.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            assert tls.version() == "TLSv1.3"
+    with (socket.create_connection(("127.0.0.1", s.port), timeout=5) as raw,
+          new.wrap_socket(raw, server_hostname="127.0.0.1") as tls):
+        assert tls.version() == "TLSv1.3"
 
 
 def test_certificate_files_are_reloaded_when_they_change(pki: PKI, tmp_path: Path, stopper):

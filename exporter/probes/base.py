@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import aiohttp
@@ -43,7 +44,7 @@ class ProbeContext:
 
     gate_id: str
     timeout: float
-    session: Callable[[bool], "aiohttp.ClientSession"] | None = None  # (insecure_tls) -> session
+    session: Callable[[bool], aiohttp.ClientSession] | None = None  # (insecure_tls) -> session
     prometheus_url: str | None = None
     history: History | None = None
     uptime_window: float = 30 * 86400.0  # the tracker's uptime_window: default window of uptime gates

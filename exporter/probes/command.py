@@ -19,6 +19,7 @@ r"""`command` gates: run a program; exit code 0 passes; optionally a number from
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -177,12 +178,10 @@ async def probe(spec: CommandSpec, ctx: ProbeContext) -> Measurement:
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:
     """SIGKILL the command's whole process group and reap the leader, even while being cancelled."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         # The group id is the leader's pid; the kernel does not hand that id to a new process
         # while any member of the group lives, and the leader was reaped only just now if at all.
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     if proc.returncode is None:
         # Shielded: if we are cancelled again meanwhile, the wait still reaps the leader.
         await asyncio.shield(proc.wait())
@@ -197,14 +196,9 @@ def _measure(spec: CommandSpec, code: int, duration: float, out: str, err: str) 
     match = re.search(spec.value_regex, out) if spec.value_regex else None
     if code != 0:
         if match:
-            try:
+            with contextlib.suppress(ProbeError):  # the exit code already says what went wrong
                 values["value"] = _number(match)
-            except ProbeError:
-                pass  # the exit code already says what went wrong
-        if code < 0:
-            message = f"killed by {_signal_name(-code)}"
-        else:
-            message = f"exit code {code}"
+        message = f"killed by {_signal_name(-code)}" if code < 0 else f"exit code {code}"
         return Measurement(values, ok=False, message=f"{message}: {last_err[:200]}" if last_err else message)
     if spec.value_regex:
         if not match:

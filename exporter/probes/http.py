@@ -94,7 +94,7 @@ class HTTPSpec:
 
 def new_session(insecure: bool = False) -> aiohttp.ClientSession:
     """A client session for probes: a fresh connection per request, no cookies kept."""
-    connector = aiohttp.TCPConnector(force_close=True, limit=0, ssl=False if insecure else True)
+    connector = aiohttp.TCPConnector(force_close=True, limit=0, ssl=not insecure)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 

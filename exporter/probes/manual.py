@@ -29,8 +29,8 @@ async def probe(spec: ManualSpec, ctx: ProbeContext) -> Measurement:
     age = max(0.0, now - att.at)
     values = {"value": float(att.value), "age": age}
     if age > spec.max_age:
-        return Measurement(values, ok=False,
-                           message=f"attestation is {format_duration(int(age))} old, max_age {format_duration(spec.max_age)}")
+        message = f"attestation is {format_duration(int(age))} old, max_age {format_duration(spec.max_age)}"
+        return Measurement(values, ok=False, message=message)
     return Measurement(values, message=f"attested by {att.by}" if getattr(att, "by", "") else "")
 
 

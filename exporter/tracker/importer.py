@@ -333,8 +333,8 @@ def _q(text: str) -> str:
 
 def _yaml_printable(c: str) -> bool:
     o = ord(c)
-    return (0x20 <= o <= 0x7E or 0xA0 <= o <= 0xD7FF and o not in (0x2028, 0x2029)
-            or 0xE000 <= o <= 0xFFFD and o != 0xFEFF or o >= 0x10000)
+    return (0x20 <= o <= 0x7E or (0xA0 <= o <= 0xD7FF and o not in (0x2028, 0x2029))
+            or (0xE000 <= o <= 0xFFFD and o != 0xFEFF) or o >= 0x10000)
 
 
 def _comment(text: str) -> str:

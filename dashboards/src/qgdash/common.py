@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import common, dashboard, prometheus
+from typing import TypeVar
+
+from grafana_foundation_sdk.builders import (
+    bargauge,
+    common,
+    dashboard,
+    prometheus,
+    stat,
+    statetimeline,
+    table,
+    timeseries,
+)
 from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prom_model
@@ -13,6 +24,13 @@ UID_OVERVIEW = "qualitygate-overview"
 UID_GATE_DETAIL = "qualitygate-gate-detail"
 UID_EXPORTER = "qualitygate-exporter"
 
+# What each dashboard shows, as the tooltip of links to it.
+PURPOSE = {
+    UID_OVERVIEW: "Every gate of the tracker",
+    UID_GATE_DETAIL: "One gate's value, threshold and history",
+    UID_EXPORTER: "The exporter's own health",
+}
+
 TAGS = ["qualitygate"]
 
 # Label matchers for the dashboard variables; phase and tier default to "All" (regex .*).
@@ -21,6 +39,8 @@ GATES = 'tracker="$tracker", phase=~"$phase", tier=~"$tier"'
 GATE = 'tracker="$tracker", gate="$gate"'
 
 PASS, FAIL, ERROR = 1, 0, 2
+# Series colours of the evaluation results, the same on every dashboard.
+RESULT_COLOURS = {"pass": "green", "fail": "red", "error": "orange"}
 
 
 def value_mappings(values: dict[int, tuple[str, str]]) -> list[model.ValueMapping]:
@@ -44,10 +64,7 @@ def query(
 ) -> prometheus.Dataquery:
     """A Prometheus target on the dashboard's datasource variable."""
     target = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(DATASOURCE).legend_format(legend)
-    if instant:
-        target = target.instant()
-    else:
-        target = target.range()
+    target = target.instant() if instant else target.range()
     if table:
         target = target.format(prom_model.PromQueryFormat.TABLE)
     return target
@@ -124,13 +141,13 @@ def _query_variable(
     return variable
 
 
-def link_to(uid: str, title: str, tooltip: str) -> dashboard.DashboardLink:
+def link_to(uid: str, title: str) -> dashboard.DashboardLink:
     """A dashboard-level link that keeps the time range and the variables."""
     return (
         dashboard.DashboardLink(title)
         .type(model.DashboardLinkType.LINK)
         .url(f"/d/{uid}")
-        .tooltip(tooltip)
+        .tooltip(PURPOSE[uid])
         .icon("dashboard")
         .include_vars(True)
         .keep_time(True)
@@ -153,6 +170,26 @@ def base(title: str, uid: str, description: str) -> dashboard.Dashboard:
     )
 
 
+def compose(
+    title: str,
+    uid: str,
+    description: str,
+    *,
+    variables: list[dashboard.QueryVariable | dashboard.DatasourceVariable],
+    links: list[dashboard.DashboardLink],
+    panels: list[object],
+) -> dashboard.Dashboard:
+    """A dashboard with the shared settings, then its variables, links and panels in order."""
+    board = base(title, uid, description)
+    for variable in variables:
+        board = board.with_variable(variable)
+    for link in links:
+        board = board.link(link)
+    for item in panels:
+        board = board.with_panel(item)
+    return board
+
+
 LEGEND_TABLE = (
     common.VizLegendOptions()
     .display_mode(common_model.LegendDisplayMode.TABLE)
@@ -167,3 +204,74 @@ LEGEND_LIST = (
 )
 STACKED = common.StackingConfig().mode(common_model.StackingMode.NORMAL)
 LAST = common.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
+STATUS_THRESHOLDS = thresholds("red", (PASS, "green"), (ERROR, "orange"))
+
+PanelT = TypeVar("PanelT", bargauge.Panel, stat.Panel, statetimeline.Panel, table.Panel, timeseries.Panel)
+
+
+def panel(builder: PanelT, panel_id: int, title: str, description: str) -> PanelT:
+    """Every panel's head: id, title, description, and the dashboard's datasource variable."""
+    return builder.id(panel_id).title(title).description(description).datasource(DATASOURCE)
+
+
+def stat_panel(
+    panel_id: int,
+    title: str,
+    description: str,
+    target: prometheus.Dataquery,
+    *,
+    graph: common_model.BigValueGraphMode,
+    colour: common_model.BigValueColorMode,
+    span: int = 6,
+) -> stat.Panel:
+    """A single-value panel of the top row: the last non-null value of `target`."""
+    return (
+        panel(stat.Panel(), panel_id, title, description)
+        .with_target(target)
+        .reduce_options(LAST)
+        .graph_mode(graph)
+        .color_mode(colour)
+        .height(5)
+        .span(span)
+    )
+
+
+def timeseries_panel(
+    panel_id: int,
+    title: str,
+    description: str,
+    *targets: prometheus.Dataquery,
+    unit: str,
+    span: int,
+    height: int = 8,
+    minimum: float | None = 0,
+) -> timeseries.Panel:
+    """A time series panel of `targets` with the list legend below; the y axis starts at `minimum`."""
+    built = panel(timeseries.Panel(), panel_id, title, description)
+    for target in targets:
+        built = built.with_target(target)
+    if minimum is not None:
+        built = built.min(minimum)
+    return built.unit(unit).legend(LEGEND_LIST).height(height).span(span)
+
+
+def fixed_colours(built: PanelT, colours: dict[str, str]) -> PanelT:
+    """Give each series named in `colours` its fixed colour."""
+    for name, colour in colours.items():
+        built = built.override_by_name(name, override(color={"mode": "fixed", "fixedColor": colour}))
+    return built
+
+
+def status_timeline(panel_id: int, title: str, description: str, selector: str, legend: str) -> statetimeline.Panel:
+    """The status of the gates `selector` picks over time: green PASS, red FAIL, orange ERROR."""
+    return (
+        panel(statetimeline.Panel(), panel_id, title, description)
+        .with_target(query(status_expr(selector), legend))
+        .mappings(STATUS_MAPPINGS)
+        .thresholds(STATUS_THRESHOLDS)
+        .color_scheme(dashboard.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
+        .show_value(common_model.VisibilityMode.NEVER)
+        .merge_values(True)
+        .fill_opacity(80)
+        .legend(LEGEND_LIST)
+    )

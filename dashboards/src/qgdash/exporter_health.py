@@ -6,21 +6,22 @@ from grafana_foundation_sdk.builders import dashboard, stat, table, timeseries
 from grafana_foundation_sdk.models import common as common_model
 
 from qgdash.common import (
-    DATASOURCE,
     GATES,
-    LAST,
-    LEGEND_LIST,
+    RESULT_COLOURS,
     STACKED,
     TRACKER,
     UID_EXPORTER,
     UID_GATE_DETAIL,
     UID_OVERVIEW,
-    base,
+    compose,
+    fixed_colours,
     link_to,
-    override,
+    panel,
     query,
     rename,
+    stat_panel,
     thresholds,
+    timeseries_panel,
     value_mappings,
     variables,
 )
@@ -28,24 +29,20 @@ from qgdash.common import (
 INSTANCE = 'instance=~"$instance"'
 # process_* series come from every Python or Go process Prometheus scrapes: keep the exporters'.
 OURS = "and on (job, instance) qualitygate_build_info"
-RESULT_COLOURS = {"pass": "green", "fail": "red", "error": "orange"}
-STATUS_COLOURS = {"pass": "green", "fail": "red", "error": "orange", "pending": "blue"}
+STATUS_COLOURS = {**RESULT_COLOURS, "pending": "blue"}
+NO_GRAPH = common_model.BigValueGraphMode.NONE
 
 
 def build() -> dashboard.Dashboard:
     """The exporter health dashboard."""
-    board = base(
+    return compose(
         "Quality gates / Exporter",
         UID_EXPORTER,
         "The qualitygate exporter's own health: evaluation throughput, scheduler lag, scrape cost, reloads, process.",
+        variables=variables(instance=True),
+        links=[link_to(UID_OVERVIEW, "Overview"), link_to(UID_GATE_DETAIL, "Gate detail")],
+        panels=panels(),
     )
-    for variable in variables(instance=True):
-        board = board.with_variable(variable)
-    board = board.link(link_to(UID_OVERVIEW, "Overview", "Every gate of the tracker"))
-    board = board.link(link_to(UID_GATE_DETAIL, "Gate detail", "One gate's value, threshold and history"))
-    for panel in panels():
-        board = board.with_panel(panel)
-    return board
 
 
 def panels() -> list[object]:
@@ -66,72 +63,61 @@ def panels() -> list[object]:
 
 
 def _up_stat() -> stat.Panel:
-    return (
-        stat.Panel()
-        .id(1)
-        .title("Exporter up")
-        .description("Whether Prometheus's last scrape of each exporter instance succeeded.")
-        .datasource(DATASOURCE)
-        .with_target(query(f"up{{{INSTANCE}}}", "{{instance}}"))
-        .mappings(value_mappings({0: ("DOWN", "red"), 1: ("UP", "green")}))
-        .thresholds(thresholds("red", (1, "green")))
-        .reduce_options(LAST)
-        .graph_mode(common_model.BigValueGraphMode.NONE)
-        .color_mode(common_model.BigValueColorMode.BACKGROUND)
-        .height(5)
-        .span(6)
+    return _yes_no_stat(
+        1, "Exporter up", "Whether Prometheus's last scrape of each exporter instance succeeded.", "up", "UP", "DOWN"
     )
 
 
 def _reload_stat() -> stat.Panel:
+    return _yes_no_stat(
+        2,
+        "Config reload",
+        "Whether the last configuration (re)load succeeded; a rejected config keeps the old one running.",
+        "qualitygate_config_last_reload_successful",
+        "OK",
+        "FAILED",
+    )
+
+
+def _yes_no_stat(panel_id: int, title: str, description: str, metric: str, yes: str, no: str) -> stat.Panel:
+    """A per-instance 0/1 series as a green `yes` or a red `no`."""
     return (
-        stat.Panel()
-        .id(2)
-        .title("Config reload")
-        .description("Whether the last configuration (re)load succeeded; a rejected config keeps the old one running.")
-        .datasource(DATASOURCE)
-        .with_target(query(f"qualitygate_config_last_reload_successful{{{INSTANCE}}}", "{{instance}}"))
-        .mappings(value_mappings({0: ("FAILED", "red"), 1: ("OK", "green")}))
+        stat_panel(
+            panel_id,
+            title,
+            description,
+            query(f"{metric}{{{INSTANCE}}}", "{{instance}}"),
+            graph=NO_GRAPH,
+            colour=common_model.BigValueColorMode.BACKGROUND,
+        )
+        .mappings(value_mappings({0: (no, "red"), 1: (yes, "green")}))
         .thresholds(thresholds("red", (1, "green")))
-        .reduce_options(LAST)
-        .graph_mode(common_model.BigValueGraphMode.NONE)
-        .color_mode(common_model.BigValueColorMode.BACKGROUND)
-        .height(5)
-        .span(6)
     )
 
 
 def _reload_time_stat() -> stat.Panel:
-    return (
-        stat.Panel()
-        .id(3)
-        .title("Last successful reload")
-        .description("When the configuration was last loaded successfully.")
-        .datasource(DATASOURCE)
-        .with_target(
-            query(
-                f"qualitygate_config_last_reload_success_timestamp_seconds{{{INSTANCE}}} * 1000",
-                "{{instance}}",
-                instant=True,
-            )
-        )
-        .unit("dateTimeFromNow")
-        .reduce_options(LAST)
-        .graph_mode(common_model.BigValueGraphMode.NONE)
-        .color_mode(common_model.BigValueColorMode.NONE)
-        .height(5)
-        .span(6)
-    )
+    return stat_panel(
+        3,
+        "Last successful reload",
+        "When the configuration was last loaded successfully.",
+        query(
+            f"qualitygate_config_last_reload_success_timestamp_seconds{{{INSTANCE}}} * 1000",
+            "{{instance}}",
+            instant=True,
+        ),
+        graph=NO_GRAPH,
+        colour=common_model.BigValueColorMode.NONE,
+    ).unit("dateTimeFromNow")
 
 
 def _build_table() -> table.Panel:
     return (
-        table.Panel()
-        .show_header(True)
-        .id(4)
-        .title("Build")
-        .description("Version of each exporter instance and the Python it runs on.")
-        .datasource(DATASOURCE)
+        panel(
+            table.Panel().show_header(True),
+            4,
+            "Build",
+            "Version of each exporter instance and the Python it runs on.",
+        )
         .with_target(query(f"qualitygate_build_info{{{INSTANCE}}}", ref="A", instant=True, table=True))
         .with_transformation(
             rename(
@@ -147,131 +133,82 @@ def _build_table() -> table.Panel:
 
 
 def _evaluations_rate() -> timeseries.Panel:
-    panel = (
-        timeseries.Panel()
-        .id(5)
-        .title("Evaluations per second by result")
-        .description("Gate evaluations per second across the selected gates, split into pass, fail and error.")
-        .datasource(DATASOURCE)
-        .with_target(
-            query(
-                f"sum by (result) (rate(gate_evaluations_total{{{GATES}, {INSTANCE}}}[$__rate_interval]))", "{{result}}"
-            )
-        )
-        .unit("ops")
-        .min(0)
-        .stacking(STACKED)
-        .fill_opacity(30)
-        .legend(LEGEND_LIST)
-        .height(8)
-        .span(12)
+    rate = f"sum by (result) (rate(gate_evaluations_total{{{GATES}, {INSTANCE}}}[$__rate_interval]))"
+    built = timeseries_panel(
+        5,
+        "Evaluations per second by result",
+        "Gate evaluations per second across the selected gates, split into pass, fail and error.",
+        query(rate, "{{result}}"),
+        unit="ops",
+        span=12,
     )
-    for result, colour in RESULT_COLOURS.items():
-        panel = panel.override_by_name(result, override(color={"mode": "fixed", "fixedColor": colour}))
-    return panel
+    return fixed_colours(built.stacking(STACKED).fill_opacity(30), RESULT_COLOURS)
 
 
 def _gates_by_status() -> timeseries.Panel:
-    panel = (
-        timeseries.Panel()
-        .id(6)
-        .title("Gates by status")
-        .description(
-            "How many gates pass, fail, error or are still pending (not yet evaluated), by the exporter's count."
-        )
-        .datasource(DATASOURCE)
-        .with_target(query(f'sum by (status) (tracker_gates{{{TRACKER}, tier=~"$tier", {INSTANCE}}})', "{{status}}"))
-        .unit("none")
-        .min(0)
-        .stacking(STACKED)
-        .fill_opacity(30)
-        .legend(LEGEND_LIST)
-        .height(8)
-        .span(12)
+    built = timeseries_panel(
+        6,
+        "Gates by status",
+        "How many gates pass, fail, error or are still pending (not yet evaluated), by the exporter's count.",
+        query(f'sum by (status) (tracker_gates{{{TRACKER}, tier=~"$tier", {INSTANCE}}})', "{{status}}"),
+        unit="none",
+        span=12,
     )
-    for status, colour in STATUS_COLOURS.items():
-        panel = panel.override_by_name(status, override(color={"mode": "fixed", "fixedColor": colour}))
-    return panel
+    return fixed_colours(built.stacking(STACKED).fill_opacity(30), STATUS_COLOURS)
 
 
 def _scheduler_lag() -> timeseries.Panel:
-    return (
-        timeseries.Panel()
-        .id(7)
-        .title("Scheduler lag")
-        .description(
-            "p99 over the last minute of how late evaluations start against their schedule; rising lag means an overloaded exporter."
-        )
-        .datasource(DATASOURCE)
-        .with_target(query(f"qualitygate_scheduler_lag_seconds{{{INSTANCE}}}", "{{instance}}"))
-        .unit("s")
-        .min(0)
-        .legend(LEGEND_LIST)
-        .height(8)
-        .span(12)
+    return timeseries_panel(
+        7,
+        "Scheduler lag",
+        "p99 over the last minute of how late evaluations start against their schedule; "
+        "rising lag means an overloaded exporter.",
+        query(f"qualitygate_scheduler_lag_seconds{{{INSTANCE}}}", "{{instance}}"),
+        unit="s",
+        span=12,
     )
 
 
 def _scrape_duration() -> timeseries.Panel:
-    return (
-        timeseries.Panel()
-        .id(8)
-        .title("Scrape duration")
-        .description("Time the exporter spends rendering /metrics, and the whole scrape as Prometheus sees it.")
-        .datasource(DATASOURCE)
-        .with_target(query(f"qualitygate_scrape_duration_seconds{{{INSTANCE}}}", "render {{instance}}", "A"))
-        .with_target(query(f"scrape_duration_seconds{{{INSTANCE}}} {OURS}", "scrape {{instance}}", "B"))
-        .unit("s")
-        .min(0)
-        .legend(LEGEND_LIST)
-        .height(8)
-        .span(12)
+    return timeseries_panel(
+        8,
+        "Scrape duration",
+        "Time the exporter spends rendering /metrics, and the whole scrape as Prometheus sees it.",
+        query(f"qualitygate_scrape_duration_seconds{{{INSTANCE}}}", "render {{instance}}", "A"),
+        query(f"scrape_duration_seconds{{{INSTANCE}}} {OURS}", "scrape {{instance}}", "B"),
+        unit="s",
+        span=12,
     )
 
 
 def _cpu() -> timeseries.Panel:
-    return (
-        timeseries.Panel()
-        .id(9)
-        .title("Process CPU")
-        .description("CPU time the exporter process uses per second (100% is one full core).")
-        .datasource(DATASOURCE)
-        .with_target(query(f"rate(process_cpu_seconds_total{{{INSTANCE}}}[$__rate_interval]) {OURS}", "{{instance}}"))
-        .unit("percentunit")
-        .min(0)
-        .legend(LEGEND_LIST)
-        .height(8)
-        .span(8)
+    return timeseries_panel(
+        9,
+        "Process CPU",
+        "CPU time the exporter process uses per second (100% is one full core).",
+        query(f"rate(process_cpu_seconds_total{{{INSTANCE}}}[$__rate_interval]) {OURS}", "{{instance}}"),
+        unit="percentunit",
+        span=8,
     )
 
 
 def _memory() -> timeseries.Panel:
-    return (
-        timeseries.Panel()
-        .id(10)
-        .title("Process memory")
-        .description("Resident memory of the exporter process.")
-        .datasource(DATASOURCE)
-        .with_target(query(f"process_resident_memory_bytes{{{INSTANCE}}} {OURS}", "{{instance}}"))
-        .unit("bytes")
-        .min(0)
-        .legend(LEGEND_LIST)
-        .height(8)
-        .span(8)
+    return timeseries_panel(
+        10,
+        "Process memory",
+        "Resident memory of the exporter process.",
+        query(f"process_resident_memory_bytes{{{INSTANCE}}} {OURS}", "{{instance}}"),
+        unit="bytes",
+        span=8,
     )
 
 
 def _open_fds() -> timeseries.Panel:
-    return (
-        timeseries.Panel()
-        .id(11)
-        .title("Open file descriptors")
-        .description("File descriptors the exporter process holds open (sockets, files, the state database).")
-        .datasource(DATASOURCE)
-        .with_target(query(f"process_open_fds{{{INSTANCE}}} {OURS}", "{{instance}}"))
-        .unit("none")
-        .min(0)
-        .legend(LEGEND_LIST)
-        .height(8)
-        .span(8)
+    return timeseries_panel(
+        11,
+        "Open file descriptors",
+        "File descriptors the exporter process holds open (sockets, files, the state database).",
+        query(f"process_open_fds{{{INSTANCE}}} {OURS}", "{{instance}}"),
+        unit="none",
+        span=8,
     )

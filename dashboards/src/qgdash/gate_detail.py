@@ -4,45 +4,42 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard, stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.models import common as common_model
-from grafana_foundation_sdk.models import dashboard as model
 
 from qgdash.common import (
-    DATASOURCE,
     GATE,
-    LAST,
-    LEGEND_LIST,
+    RESULT_COLOURS,
     STACKED,
     STATUS_MAPPINGS,
+    STATUS_THRESHOLDS,
     UID_EXPORTER,
     UID_GATE_DETAIL,
     UID_OVERVIEW,
-    base,
+    compose,
+    fixed_colours,
     link_to,
     override,
+    panel,
     query,
     rename,
+    stat_panel,
     status_expr,
+    status_timeline,
     thresholds,
+    timeseries_panel,
     variables,
 )
-
-RESULT_COLOURS = {"pass": "green", "fail": "red", "error": "orange"}
 
 
 def build() -> dashboard.Dashboard:
     """The gate detail dashboard."""
-    board = base(
+    return compose(
         "Quality gates / Gate detail",
         UID_GATE_DETAIL,
         "One quality gate: its measured value against its threshold, pass history, uptime and evaluations.",
+        variables=variables(gate=True),
+        links=[link_to(UID_OVERVIEW, "Back to overview"), link_to(UID_EXPORTER, "Exporter")],
+        panels=panels(),
     )
-    for variable in variables(gate=True):
-        board = board.with_variable(variable)
-    board = board.link(link_to(UID_OVERVIEW, "Back to overview", "Every gate of the tracker"))
-    board = board.link(link_to(UID_EXPORTER, "Exporter", "The exporter's own health"))
-    for panel in panels():
-        board = board.with_panel(panel)
-    return board
 
 
 def panels() -> list[object]:
@@ -64,72 +61,56 @@ def panels() -> list[object]:
 
 def _status_stat() -> stat.Panel:
     return (
-        stat.Panel()
-        .id(1)
-        .title("Status")
-        .description(
-            "The gate's status now: PASS, FAIL (measured, misses the expectation) or ERROR (could not measure)."
+        stat_panel(
+            1,
+            "Status",
+            "The gate's status now: PASS, FAIL (measured, misses the expectation) or ERROR (could not measure).",
+            query(status_expr(GATE), "{{gate}}"),
+            graph=common_model.BigValueGraphMode.NONE,
+            colour=common_model.BigValueColorMode.BACKGROUND,
         )
-        .datasource(DATASOURCE)
-        .with_target(query(status_expr(GATE), "{{gate}}"))
         .mappings(STATUS_MAPPINGS)
-        .thresholds(thresholds("red", (1, "green"), (2, "orange")))
-        .reduce_options(LAST)
-        .graph_mode(common_model.BigValueGraphMode.NONE)
-        .color_mode(common_model.BigValueColorMode.BACKGROUND)
-        .height(5)
-        .span(6)
+        .thresholds(STATUS_THRESHOLDS)
     )
 
 
 def _uptime_stat() -> stat.Panel:
     return (
-        stat.Panel()
-        .id(2)
-        .title("Uptime")
-        .description("Fraction of the gate's evaluations that passed over the tracker's uptime window (default 30d).")
-        .datasource(DATASOURCE)
-        .with_target(query(f"gate_uptime_ratio{{{GATE}}}", "{{gate}}"))
+        stat_panel(
+            2,
+            "Uptime",
+            "Fraction of the gate's evaluations that passed over the tracker's uptime window (default 30d).",
+            query(f"gate_uptime_ratio{{{GATE}}}", "{{gate}}"),
+            graph=common_model.BigValueGraphMode.AREA,
+            colour=common_model.BigValueColorMode.VALUE,
+        )
         .unit("percentunit")
         .decimals(2)
         .min(0)
         .max(1)
         .thresholds(thresholds("red", (0.99, "orange"), (0.999, "green")))
-        .reduce_options(LAST)
-        .graph_mode(common_model.BigValueGraphMode.AREA)
-        .color_mode(common_model.BigValueColorMode.VALUE)
-        .height(5)
-        .span(6)
     )
 
 
 def _timestamp_stat(panel_id: int, title: str, metric: str, description: str) -> stat.Panel:
-    return (
-        stat.Panel()
-        .id(panel_id)
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .with_target(query(f"{metric}{{{GATE}}} * 1000", "{{gate}}", instant=True))
-        .unit("dateTimeFromNow")
-        .reduce_options(LAST)
-        .graph_mode(common_model.BigValueGraphMode.NONE)
-        .color_mode(common_model.BigValueColorMode.NONE)
-        .height(5)
-        .span(6)
-    )
+    return stat_panel(
+        panel_id,
+        title,
+        description,
+        query(f"{metric}{{{GATE}}} * 1000", "{{gate}}", instant=True),
+        graph=common_model.BigValueGraphMode.NONE,
+        colour=common_model.BigValueColorMode.NONE,
+    ).unit("dateTimeFromNow")
 
 
 def _info_table() -> table.Panel:
     return (
-        table.Panel()
-        .show_header(True)
-        .id(5)
-        .title("Gate")
-        .description(
-            "Where the gate sits in the plan: title, team, phase, step, tier, and the exporter that probes it."
+        panel(
+            table.Panel().show_header(True),
+            5,
+            "Gate",
+            "Where the gate sits in the plan: title, team, phase, step, tier, and the exporter that probes it.",
         )
-        .datasource(DATASOURCE)
         .with_target(query(f"gate_info{{{GATE}}}", ref="A", instant=True, table=True))
         .with_transformation(
             rename(
@@ -146,84 +127,60 @@ def _info_table() -> table.Panel:
 
 def _value_vs_threshold() -> timeseries.Panel:
     return (
-        timeseries.Panel()
-        .id(6)
-        .title("Value against threshold")
-        .description(
+        timeseries_panel(
+            6,
+            "Value against threshold",
             "The gate's primary measurement and the number of its first condition, in base units "
-            "(seconds, ratios 0..1, bytes)."
+            "(seconds, ratios 0..1, bytes).",
+            query(f"gate_value{{{GATE}}}", "value", "A"),
+            query(f"gate_threshold{{{GATE}}}", "threshold", "B"),
+            unit="short",
+            span=12,
+            height=9,
+            minimum=None,
         )
-        .datasource(DATASOURCE)
-        .with_target(query(f"gate_value{{{GATE}}}", "value", "A"))
-        .with_target(query(f"gate_threshold{{{GATE}}}", "threshold", "B"))
-        .unit("short")
         .line_interpolation(common_model.LineInterpolation.STEP_AFTER)
-        .legend(LEGEND_LIST)
         .override_by_name(
             "threshold",
             override(
                 color={"mode": "fixed", "fixedColor": "red"}, custom__lineStyle={"fill": "dash", "dash": [10, 10]}
             ),
         )
-        .height(9)
-        .span(12)
     )
 
 
 def _pass_history() -> statetimeline.Panel:
     return (
-        statetimeline.Panel()
-        .id(7)
-        .title("Pass history")
-        .description(
-            "The gate's status over the time range: green PASS, red FAIL, orange ERROR; gaps are pending or absent."
+        status_timeline(
+            7,
+            "Pass history",
+            "The gate's status over the time range: green PASS, red FAIL, orange ERROR; gaps are pending or absent.",
+            GATE,
+            "{{gate}}",
         )
-        .datasource(DATASOURCE)
-        .with_target(query(status_expr(GATE), "{{gate}}"))
-        .mappings(STATUS_MAPPINGS)
-        .thresholds(thresholds("red", (1, "green"), (2, "orange")))
-        .color_scheme(dashboard.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
-        .show_value(common_model.VisibilityMode.NEVER)
-        .merge_values(True)
-        .fill_opacity(80)
-        .legend(LEGEND_LIST)
         .height(9)
         .span(12)
     )
 
 
 def _evaluation_duration() -> timeseries.Panel:
-    return (
-        timeseries.Panel()
-        .id(8)
-        .title("Evaluation duration")
-        .description("How long each evaluation of the gate took (the probe's own time, timeouts included).")
-        .datasource(DATASOURCE)
-        .with_target(query(f"gate_evaluation_duration_seconds{{{GATE}}}", "duration"))
-        .unit("s")
-        .min(0)
-        .legend(LEGEND_LIST)
-        .height(8)
-        .span(12)
+    return timeseries_panel(
+        8,
+        "Evaluation duration",
+        "How long each evaluation of the gate took (the probe's own time, timeouts included).",
+        query(f"gate_evaluation_duration_seconds{{{GATE}}}", "duration"),
+        unit="s",
+        span=12,
     )
 
 
 def _evaluations_by_result() -> timeseries.Panel:
-    board = (
-        timeseries.Panel()
-        .id(9)
-        .title("Evaluations by result")
-        .description("Evaluations per second of the gate, split into pass, fail and error.")
-        .datasource(DATASOURCE)
-        .with_target(query(f"sum by (result) (rate(gate_evaluations_total{{{GATE}}}[$__rate_interval]))", "{{result}}"))
-        .unit("ops")
-        .min(0)
-        .stacking(STACKED)
-        .fill_opacity(30)
-        .legend(LEGEND_LIST)
-        .height(8)
-        .span(12)
+    built = timeseries_panel(
+        9,
+        "Evaluations by result",
+        "Evaluations per second of the gate, split into pass, fail and error.",
+        query(f"sum by (result) (rate(gate_evaluations_total{{{GATE}}}[$__rate_interval]))", "{{result}}"),
+        unit="ops",
+        span=12,
     )
-    for result, colour in RESULT_COLOURS.items():
-        board = board.override_by_name(result, override(color={"mode": "fixed", "fixedColor": colour}))
-    return board
+    return fixed_colours(built.stacking(STACKED).fill_opacity(30), RESULT_COLOURS)

@@ -4,26 +4,27 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import bargauge, common, dashboard, stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.models import common as common_model
-from grafana_foundation_sdk.models import dashboard as model
 
 from qgdash.common import (
-    DATASOURCE,
     GATES,
     LAST,
-    LEGEND_LIST,
     MERGE,
     STATUS_MAPPINGS,
     TRACKER,
     UID_EXPORTER,
     UID_GATE_DETAIL,
     UID_OVERVIEW,
-    base,
+    compose,
     link_to,
     override,
+    panel,
     query,
     rename,
+    stat_panel,
     status_expr,
+    status_timeline,
     thresholds,
+    timeseries_panel,
     variables,
 )
 
@@ -48,18 +49,14 @@ DETAIL_URL = (
 
 def build() -> dashboard.Dashboard:
     """The overview dashboard."""
-    board = base(
+    return compose(
         "Quality gates / Overview",
         UID_OVERVIEW,
         "Every quality gate of a tracker: completion, failing and erroring gates, blockers and history.",
+        variables=variables(),
+        links=[link_to(UID_GATE_DETAIL, "Gate detail"), link_to(UID_EXPORTER, "Exporter")],
+        panels=panels(),
     )
-    for variable in variables():
-        board = board.with_variable(variable)
-    board = board.link(link_to(UID_GATE_DETAIL, "Gate detail", "One gate's value, threshold and history"))
-    board = board.link(link_to(UID_EXPORTER, "Exporter", "The exporter's own health"))
-    for panel in panels():
-        board = board.with_panel(panel)
-    return board
 
 
 def panels() -> list[object]:
@@ -78,77 +75,68 @@ def panels() -> list[object]:
 
 def _completion_stat() -> stat.Panel:
     return (
-        stat.Panel()
-        .id(1)
-        .title("Overall completion")
-        .description("Fraction of all the tracker's gates that pass now (pending gates count as not passing).")
-        .datasource(DATASOURCE)
-        .with_target(query(OVERALL, "completion"))
+        stat_panel(
+            1,
+            "Overall completion",
+            "Fraction of all the tracker's gates that pass now (pending gates count as not passing).",
+            query(OVERALL, "completion"),
+            graph=common_model.BigValueGraphMode.AREA,
+            colour=common_model.BigValueColorMode.VALUE,
+            span=8,
+        )
         .unit("percentunit")
         .min(0)
         .max(1)
         .decimals(1)
         .thresholds(thresholds("red", (0.5, "orange"), (1, "green")))
-        .reduce_options(LAST)
-        .graph_mode(common_model.BigValueGraphMode.AREA)
-        .color_mode(common_model.BigValueColorMode.VALUE)
-        .height(5)
-        .span(8)
     )
 
 
 def _failing_critical_stat() -> stat.Panel:
     failing = f"count({status_expr(CRITICAL)} == 0) or vector(0)"
     return (
-        stat.Panel()
-        .id(2)
-        .title("Failing critical gates")
-        .description(
+        stat_panel(
+            2,
+            "Failing critical gates",
             "Critical gates whose last evaluation measured a value that misses its expectation "
-            "(probe errors are counted separately). Red when above zero."
+            "(probe errors are counted separately). Red when above zero.",
+            query(failing, "failing"),
+            graph=common_model.BigValueGraphMode.NONE,
+            colour=common_model.BigValueColorMode.BACKGROUND,
+            span=8,
         )
-        .datasource(DATASOURCE)
-        .with_target(query(failing, "failing"))
         .unit("none")
         .decimals(0)
         .thresholds(thresholds("green", (1, "red")))
-        .reduce_options(LAST)
-        .graph_mode(common_model.BigValueGraphMode.NONE)
-        .color_mode(common_model.BigValueColorMode.BACKGROUND)
-        .height(5)
-        .span(8)
     )
 
 
 def _probe_errors_stat() -> stat.Panel:
     return (
-        stat.Panel()
-        .id(3)
-        .title("Probe errors")
-        .description(
+        stat_panel(
+            3,
+            "Probe errors",
             "Gates whose last evaluation could not measure anything (file missing, Prometheus "
-            "unreachable, command not found...). An error is not a failure: the probe itself is broken."
+            "unreachable, command not found...). An error is not a failure: the probe itself is broken.",
+            query(f"count(gate_probe_error{{{GATES}}} == 1) or vector(0)", "errors"),
+            graph=common_model.BigValueGraphMode.NONE,
+            colour=common_model.BigValueColorMode.BACKGROUND,
+            span=8,
         )
-        .datasource(DATASOURCE)
-        .with_target(query(f"count(gate_probe_error{{{GATES}}} == 1) or vector(0)", "errors"))
         .unit("none")
         .decimals(0)
         .thresholds(thresholds("green", (1, "orange")))
-        .reduce_options(LAST)
-        .graph_mode(common_model.BigValueGraphMode.NONE)
-        .color_mode(common_model.BigValueColorMode.BACKGROUND)
-        .height(5)
-        .span(8)
     )
 
 
 def _phase_bars() -> bargauge.Panel:
     return (
-        bargauge.Panel()
-        .id(4)
-        .title("Completion per phase")
-        .description("Fraction of each phase's gates (of the selected tiers) that pass now.")
-        .datasource(DATASOURCE)
+        panel(
+            bargauge.Panel(),
+            4,
+            "Completion per phase",
+            "Fraction of each phase's gates (of the selected tiers) that pass now.",
+        )
         .with_target(query(PER_PHASE, "{{phase}}", instant=True))
         .unit("percentunit")
         .min(0)
@@ -166,36 +154,32 @@ def _phase_bars() -> bargauge.Panel:
 
 def _completion_over_time() -> timeseries.Panel:
     return (
-        timeseries.Panel()
-        .id(5)
-        .title("Completion over time")
-        .description("Overall completion and each phase's completion over the time range.")
-        .datasource(DATASOURCE)
-        .with_target(query(OVERALL, "overall", "A"))
-        .with_target(query(PER_PHASE, "{{phase}}", "B"))
-        .unit("percentunit")
-        .min(0)
+        timeseries_panel(
+            5,
+            "Completion over time",
+            "Overall completion and each phase's completion over the time range.",
+            query(OVERALL, "overall", "A"),
+            query(PER_PHASE, "{{phase}}", "B"),
+            unit="percentunit",
+            span=16,
+            height=9,
+        )
         .max(1)
         .line_interpolation(common_model.LineInterpolation.STEP_AFTER)
         .fill_opacity(10)
-        .legend(LEGEND_LIST)
         .override_by_name("overall", override(custom__lineWidth=3, color={"mode": "fixed", "fixedColor": "green"}))
-        .height(9)
-        .span(16)
     )
 
 
 def _gate_table() -> table.Panel:
     return (
-        table.Panel()
-        .show_header(True)
-        .id(6)
-        .title("Gates")
-        .description(
+        panel(
+            table.Panel().show_header(True),
+            6,
+            "Gates",
             "Every gate with its status (PASS, FAIL or ERROR), its primary measured value and the threshold "
-            "of its first condition, in base units (seconds, ratios 0..1, bytes). Click a gate for its detail."
+            "of its first condition, in base units (seconds, ratios 0..1, bytes). Click a gate for its detail.",
         )
-        .datasource(DATASOURCE)
         .with_target(
             query(f"max by ({GATE_LABELS}, title, team) (gate_info{{{GATES}}})", ref="A", instant=True, table=True)
         )
@@ -228,15 +212,13 @@ def _gate_table() -> table.Panel:
 def _blockers_table() -> table.Panel:
     stuck = f"on (tracker, phase, step, gate) (gate_passed{{{BLOCKING}}} == 0)"
     return (
-        table.Panel()
-        .show_header(True)
-        .id(7)
-        .title("Blockers")
-        .description(
+        panel(
+            table.Panel().show_header(True),
+            7,
+            "Blockers",
             "Critical and important gates that fail or cannot be measured now, with when they last passed. "
-            "Empty when nothing blocks."
+            "Empty when nothing blocks.",
         )
-        .datasource(DATASOURCE)
         .with_target(query(f"max by ({GATE_LABELS}) ({status_expr(BLOCKING)}) != 1", ref="A", instant=True, table=True))
         .with_target(
             query(
@@ -277,22 +259,14 @@ def _blockers_table() -> table.Panel:
 
 def _status_timeline() -> statetimeline.Panel:
     return (
-        statetimeline.Panel()
-        .id(8)
-        .title("Gate status over time")
-        .description(
-            "Every gate's status over the time range: green PASS, red FAIL, orange ERROR; gaps are pending or absent."
+        status_timeline(
+            8,
+            "Gate status over time",
+            "Every gate's status over the time range: green PASS, red FAIL, orange ERROR; gaps are pending or absent.",
+            GATES,
+            "{{phase}} / {{gate}}",
         )
-        .datasource(DATASOURCE)
-        .with_target(query(status_expr(GATES), "{{phase}} / {{gate}}"))
-        .mappings(STATUS_MAPPINGS)
-        .thresholds(thresholds("red", (1, "green"), (2, "orange")))
-        .color_scheme(dashboard.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
-        .show_value(common_model.VisibilityMode.NEVER)
-        .merge_values(True)
         .row_height(0.8)
-        .fill_opacity(80)
-        .legend(LEGEND_LIST)
         .height(14)
         .span(24)
     )
