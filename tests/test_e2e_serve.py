@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, parse_metrics, sample, wait_for
-from stack_support import start_prometheus
+from stack_support import promql, start_prometheus
 
 pytestmark = pytest.mark.skipif(not shutil.which("prometheus") or not shutil.which("promtool"),
                                 reason="prometheus and promtool are installed by scripts/system-deps.sh")
@@ -133,9 +133,7 @@ def test_serve_every_probe_kind(tmp_path: Path, target: int, prometheus, serve):
     config = write_config(tmp_path, target, prometheus.url)
     # Prometheus needs a scrape or two before `up` has a sample.
     def up_has_a_sample() -> bool:
-        answer = subprocess.run(["curl", "-s", f"{prometheus.url}/api/v1/query?query=up"],
-                                capture_output=True, text=True)
-        return '"result":[{' in answer.stdout.replace(" ", "")
+        return bool(promql(prometheus.url, "up")["data"]["result"])
 
     wait_for(up_has_a_sample, timeout=30, what="prometheus to scrape itself")
     s = serve(config)
