@@ -218,7 +218,7 @@ def test_authenticated_user_is_recorded_as_the_attester(tmp_path: Path, write_co
     try:
         _run_authenticated(s, db)
     finally:
-        s.stop()
+        assert s.stop() == 0, "the exporter shut down cleanly"
 
 
 def _run_authenticated(s: Served, db: Path) -> None:
