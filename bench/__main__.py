@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -17,6 +19,8 @@ from pathlib import Path
 from bench.report import Row, table, write_json
 from bench.support import ROOT, machine
 
+LIMIT = 300  # seconds one benchmark may take (the longest, P3, needs about 150): the suite stays bounded
+
 BENCHMARKS = {
     "P1": ("bench.p1_scrape", "/metrics at 10,000 gates"),
     "P2": ("bench.p2_http_cpu", "CPU per HTTP gate evaluation"),
@@ -24,6 +28,10 @@ BENCHMARKS = {
     "P4": ("bench.p4_startup", "validate and start-up of 10,000 gates"),
     "P5": ("bench.p5_command", "command gates"),
 }
+
+
+def _overtime(signum: int, frame: object) -> None:
+    raise TimeoutError(f"benchmark took longer than {LIMIT} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,17 +54,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: {what}{' (smoke)' if args.smoke else ''}", file=sys.stderr, flush=True)
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"qg-bench-{name.lower()}-") as tmp:
+            signal.signal(signal.SIGALRM, _overtime)
+            signal.alarm(LIMIT)
             try:
                 module = importlib.import_module(module_name)
                 got = module.run(Path(tmp), args.smoke)
             except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others' rows
                 traceback.print_exc()
                 got = [Row(name, what, None, "", error=f"{type(exc).__name__}: {exc}")]
+            finally:
+                signal.alarm(0)
         for r in got:
             r.details.setdefault("seconds", round(time.monotonic() - t0, 1))
             print(f"   {r.id}: {r.ours} {r.unit} (peer {r.peer}) ok={r.ok}", file=sys.stderr, flush=True)
         rows += got
-    info["loadavg_at_end"] = __import__("os").getloadavg()[0]
+    info["loadavg_at_end"] = os.getloadavg()[0]
     info["suite_seconds"] = round(time.monotonic() - t_start, 1)
     path = write_json(rows, info, {"smoke": args.smoke, "only": chosen}, Path(args.out))
     print(table(rows, info))

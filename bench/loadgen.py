@@ -15,7 +15,7 @@ import math
 import resource
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import aiohttp
 
@@ -27,7 +27,8 @@ def own_cpu() -> float:
 
 
 async def paced(url: str, rate: float, seconds: float, concurrency: int, fresh: bool, expect: str = "",
-                warmup: float = 0.0, window: Callable[[str], None] | None = None, tick: float = 0.0) -> dict[str, float]:
+                warmup: float = 0.0, window: Callable[[str], None] | None = None,
+                tick: float = 0.0) -> dict[str, float]:
     """Request url at `rate` per second for `seconds` (after `warmup` seconds not counted).
 
     `window("start")` and `window("end")` are called at the edges of the counted window. With a
@@ -36,13 +37,14 @@ async def paced(url: str, rate: float, seconds: float, concurrency: int, fresh: 
     connector = aiohttp.TCPConnector(force_close=fresh, limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=10)
     counts = {"requests": 0, "failures": 0}
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session:
+    jar = aiohttp.DummyCookieJar()
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, cookie_jar=jar) as session:
         async def one() -> None:
             try:
                 async with session.get(url) as resp:
                     body = await resp.text()
                     ok = resp.status == 200 and (not expect or expect in body)
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 ok = False
             counts["requests"] += 1
             counts["failures"] += not ok
@@ -74,7 +76,7 @@ async def paced(url: str, rate: float, seconds: float, concurrency: int, fresh: 
         if window:
             window("start")
         cpu0 = own_cpu()
-        total, elapsed = await run(seconds)
+        _, elapsed = await run(seconds)
         cpu = own_cpu() - cpu0
         if window:
             window("end")

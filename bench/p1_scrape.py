@@ -8,9 +8,11 @@ our scrapes) put into a CollectorRegistry of labelled Gauges and Counters (plus 
 process, platform and GC collectors), the stock way, rendered by generate_latest in-process with
 no HTTP and no gzip: that favours the baseline. The ratio is the baseline's median over our p99.
 
-Also measured, without a target: the identity (uncompressed) text format, and the worst case
-where every gate changed since the previous scrape (Prometheus scraping once per gate interval),
-rendered in-process.
+Also measured, without a target: scrapes one second apart (about 670 gates change between two;
+with scrapes 15 s apart every gate would have, and a scrape costs the same: changed pieces are
+rendered in the background once quiet, see exporter/exposition.py), the identity (uncompressed)
+text format, and the worst case where every gate changed at once and nothing was rendered ahead
+(a reload), in-process.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def worst_case(config_path: Path, renders: int) -> dict[str, float]:
 def run(workdir: Path, smoke: bool) -> list[Row]:
     """Measure and return the P1 rows."""
     gates = 300 if smoke else 10_000
-    scrape_seconds = 2.0 if smoke else 20.0
+    scrape_seconds = 2.0 if smoke else 15.0
+    spaced = 3 if smoke else 15
     baseline_renders = 2 if smoke else 5
     fresh = workdir / "fresh.txt"
     fresh.write_text("fresh\n")
@@ -114,6 +117,10 @@ def run(workdir: Path, smoke: bool) -> list[Row]:
             sizes.append(len(body))
         if headers.get("content-encoding") != "gzip" or not gzip.decompress(body).endswith(b"# EOF\n"):
             raise BenchError("the scrape was not gzip-compressed OpenMetrics")
+        apart = []
+        for _ in range(spaced):
+            time.sleep(1.0)
+            apart.append(exp.scrape(prom)[0])
         plain = []
         deadline = time.monotonic() + scrape_seconds / 4
         while time.monotonic() < deadline:
@@ -138,7 +145,8 @@ def run(workdir: Path, smoke: bool) -> list[Row]:
         "gates": gates, "series": series, "baseline_samples": samples, "scrapes": len(latencies),
         "scrape_p50_ms": percentile(latencies, 0.5) * 1e3, "scrape_p99_ms": p99,
         "scrape_max_ms": max(latencies) * 1e3, "gzip_bytes_p50": statistics.median(sizes),
-        "identity_scrapes": len(plain), "identity_p50_ms": percentile(plain, 0.5) * 1e3,
+        "spaced_1s_ms": [a * 1e3 for a in apart], "identity_scrapes": len(plain),
+        "identity_p50_ms": percentile(plain, 0.5) * 1e3,
         "identity_p99_ms": percentile(plain, 0.99) * 1e3, "baseline_renders_ms": [b * 1e3 for b in base],
         "worst_case_every_gate_changed": worst, "evaluations_during_run": evaluated,
     }
@@ -147,10 +155,14 @@ def run(workdir: Path, smoke: bool) -> list[Row]:
                   "gates evaluating)", p99, "ms",
             peer=base_ms, peer_what="generate_latest, same series, median", ratio=ratio, ratio_what="lower",
             target=">= 50x lower; p99 < 25 ms", ok=(ratio >= 50 and p99 < 25), details=details),
-        Row("P1b", "/metrics p99, identity text format (no gzip), over HTTP", details["identity_p99_ms"], "ms",
+        Row("P1b", f"/metrics scraped once a second (~{gates / 15:,.0f} gates changed in between), max of {spaced}",
+            max(apart) * 1e3, "ms", peer=base_ms, peer_what="generate_latest median",
+            ratio=base_ms / (max(apart) * 1e3),
+            ratio_what="lower", target="(informational)", ok=None),
+        Row("P1c", "/metrics p99, identity text format (no gzip), over HTTP", details["identity_p99_ms"], "ms",
             peer=base_ms, peer_what="generate_latest median", ratio=base_ms / details["identity_p99_ms"],
             ratio_what="lower", target="(informational)", ok=None),
-        Row("P1c", "worst case: every gate changed since the last scrape, render + gzip in-process (max)",
+        Row("P1d", "worst case: every gate changed at once, nothing rendered ahead (a reload); in-process (max)",
             worst["max_ms"], "ms", peer=base_ms, peer_what="generate_latest median",
             ratio=base_ms / worst["max_ms"], ratio_what="lower", target="(informational)", ok=None),
     ]

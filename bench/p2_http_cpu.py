@@ -22,8 +22,20 @@ from urllib.parse import quote
 from bench import gen
 from bench.loadgen import paced
 from bench.report import Row
+from bench.support import (
+    PYTHON,
+    ROOT,
+    BenchError,
+    cpu_seconds,
+    exporter,
+    free_port,
+    http_status,
+    need,
+    nginx,
+    process,
+    wait_for,
+)
 from exporter.scheduler import DISPATCH_TICK
-from bench.support import PYTHON, ROOT, BenchError, cpu_seconds, exporter, http_status, need, nginx, process, wait_for
 
 BLACKBOX_CONFIG = """\
 modules:
@@ -37,15 +49,14 @@ modules:
 
 def blackbox(workdir: Path, target: str, rate: float, seconds: float) -> dict[str, float]:
     """CPU per probe of blackbox_exporter driven at `rate` probes/s, 16 concurrent."""
-    from bench.support import free_port
-
     binary = need("prometheus-blackbox-exporter")
     conf = workdir / "blackbox.yml"
     conf.write_text(BLACKBOX_CONFIG)
     port = free_port()
     argv = [binary, f"--config.file={conf}", f"--web.listen-address=127.0.0.1:{port}"]
     with process(argv, workdir, "blackbox") as proc:
-        wait_for(lambda: proc.alive() and http_status(f"http://127.0.0.1:{port}/-/healthy") == 200, 15, "blackbox_exporter")
+        healthy = f"http://127.0.0.1:{port}/-/healthy"
+        wait_for(lambda: proc.alive() and http_status(healthy) == 200, 15, "blackbox_exporter")
         cpu: dict[str, float] = {}
         url = f"http://127.0.0.1:{port}/probe?module=http_2xx&target={quote(target, safe='')}"
         result = asyncio.run(paced(url, rate, seconds, 16, fresh=False, expect="probe_success 1", warmup=1.0,
@@ -106,7 +117,8 @@ def run(workdir: Path, smoke: bool) -> list[Row]:
                "blackbox_ms_per_probe": bb_ms, "bare_ms_per_request": floor_ms, "ours_ms_per_evaluation": me_ms}
     return [
         Row("P2", f"CPU per HTTP gate evaluation vs blackbox_exporter ({rate:g}/s, fresh connections, local nginx)",
-            me_ms, "ms", peer=bb_ms, peer_what="blackbox_exporter per /probe", ratio=me_ms / bb_ms, ratio_what="of peer",
+            me_ms, "ms", peer=bb_ms, peer_what="blackbox_exporter per /probe", ratio=me_ms / bb_ms,
+            ratio_what="of peer",
             target="<= 0.5x", ok=me_ms / bb_ms <= 0.5, details=details),
         Row("P2b", "CPU per HTTP gate evaluation vs a bare aiohttp request loop", me_ms, "ms", peer=floor_ms,
             peer_what="bare aiohttp, fresh connection", ratio=me_ms / floor_ms, ratio_what="of baseline",

@@ -43,7 +43,8 @@ def fmt_value(value: float | None, unit: str) -> str:
 
 def table(rows: list[Row], machine: dict[str, Any]) -> str:
     """The markdown table of a run."""
-    where = f"{machine.get('cores')} cores {machine.get('cpu')}, Linux {machine.get('kernel')}, Python {machine.get('python')}"
+    where = (f"{machine.get('cores')} cores {machine.get('cpu')}, Linux {machine.get('kernel')}, "
+             f"Python {machine.get('python')}")
     out = ["| # | what | ours | peer / baseline | ratio | target | met | machine |",
            "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -53,7 +54,8 @@ def table(rows: list[Row], machine: dict[str, Any]) -> str:
         peer = f"{fmt_value(r.peer, r.unit)} ({r.peer_what})" if r.peer is not None else (r.peer_what or "—")
         ratio = f"{r.ratio:.2f}x {r.ratio_what}".strip() if r.ratio is not None else "—"
         met = "—" if r.ok is None else ("yes" if r.ok else "**no**")
-        out.append(f"| {r.id} | {r.what} | {fmt_value(r.ours, r.unit)} | {peer} | {ratio} | {r.target or '—'} | {met} | {where} |")
+        ours = fmt_value(r.ours, r.unit)
+        out.append(f"| {r.id} | {r.what} | {ours} | {peer} | {ratio} | {r.target or '—'} | {met} | {where} |")
     return "\n".join(out)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import http.client
+import math
 import os
 import platform
 import re
@@ -16,9 +17,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -62,7 +63,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.02) -> object:
@@ -95,8 +96,8 @@ def http_status(url: str, timeout: float = 2.0) -> int:
 def machine() -> dict[str, object]:
     """What the numbers were measured on."""
     model = ""
-    with contextlib.suppress(OSError):
-        model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
     return {"cpu": model, "cores": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
             "loadavg_at_start": os.getloadavg()[0]}
 
@@ -210,8 +211,8 @@ class Exporter:
 def exporter(config: Path, workdir: Path, *extra: str, ready_timeout: float = 60.0) -> Iterator[Exporter]:
     """Start `qualitygate serve` on a free loopback port (own state file) and wait until /-/ready."""
     port = free_port()
-    argv = [PYTHON, "-m", "exporter", "serve", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
-            "--storage.path", str(workdir / "state.db"), *extra]
+    argv = [PYTHON, "-m", "exporter", "serve", "--config.file", str(config), "--web.listen-address",
+            f"127.0.0.1:{port}", "--storage.path", str(workdir / "state.db"), *extra]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     started = time.monotonic()
     with process(argv, workdir, "exporter", env) as proc:

@@ -4,20 +4,21 @@ A scrape of 10,000 gates must cost milliseconds, not the seconds a registry of l
 takes (bench/, docs/performance.md). So:
 
 - every gate has a fixed position (config order) and a label block rendered once per config;
-- an evaluation re-renders only that gate's changing lines, as bytes, and marks dirty only the
-  pieces whose bytes changed; static families (threshold, interval, objective, info) are
-  rendered once per config;
-- each family's lines are cut into pieces of CHUNK gates; a piece's joined bytes, its raw-deflate
-  form and CRC-32 are kept until one of its gates changes, and a family's joined section likewise,
-  so a scrape joins cached sections and a gzip scrape concatenates cached deflate blocks into
-  one valid gzip member (each block ends in a sync flush, as pigz does);
+- an evaluation stores only the sample values that changed (as bytes) and marks dirty the pieces
+  they fall in; the static families (threshold, interval, objective, info) are rendered once
+  per config;
+- each family's samples are cut into pieces of CHUNK gates; a piece's deflate block (raw
+  deflate ending in a sync flush, as pigz does), CRC-32 and size are kept until one of its gates
+  changes, so a gzip scrape concatenates kept blocks into one valid gzip member and compresses
+  only the changed pieces and the small tail;
+- changed pieces are rendered ahead, in the background, once their gates are quiet;
 - the aggregate families are counters kept up to date when a gate's status changes;
-- only the small tail (self metrics and the default registry's process metrics) is rendered and
-  compressed per scrape.
+- only the tail (self metrics and the default registry's process metrics) is rendered per scrape.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import functools
 import math
@@ -25,8 +26,8 @@ import platform
 import struct
 import time
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import generate_latest
@@ -41,6 +42,11 @@ TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 CHUNK = 64  # gates per cached piece: small enough that a few evaluations dirty little, large enough to compress
 GZIP_LEVEL = 1  # only dirty pieces are compressed per scrape; level 1 keeps the worst case (everything changed) low
+# Changed pieces are rendered and compressed in the background once their gates have been quiet for
+# QUIET seconds (or dirty for MAX_DIRTY), in steps of at most SWEEP_BUDGET seconds. The scheduler runs
+# neighbouring gates together, so a piece changes in one short burst per interval and is rendered
+# about once per interval: a scrape, however rarely it comes, finds little left to do.
+QUIET, MAX_DIRTY, SWEEP_EVERY, SWEEP_BUDGET = 0.5, 5.0, 0.25, 0.005
 
 
 @dataclass(frozen=True)
@@ -69,12 +75,14 @@ GATE_FAMILIES = (
     Family("gate_last_evaluation_timestamp_seconds", "gauge", "When the gate was last evaluated (Unix time)."),
     Family("gate_last_pass_timestamp_seconds", "gauge", "When the gate last passed (Unix time)."),
     Family("gate_evaluations_total", "counter", "Gate evaluations by result."),
-    Family("gate_uptime_ratio", "gauge", "Fraction of the gate's evaluations that passed over the tracker's uptime_window."),
+    Family("gate_uptime_ratio", "gauge",
+           "Fraction of the gate's evaluations that passed over the tracker's uptime_window."),
     Family("gate_info", "gauge", "Human names of a gate, for dashboards; always 1."),
 )
 (_PASSED, _ERROR, _VALUE, _THRESHOLD, _DURATION, _INTERVAL, _OBJECTIVE, _LAST_EVAL, _LAST_PASS, _EVALS, _UPTIME,
  _INFO) = range(len(GATE_FAMILIES))
 _STATIC = (_THRESHOLD, _INTERVAL, _OBJECTIVE, _INFO)  # rendered from the config alone
+_DYNAMIC = tuple(fam for fam in range(len(GATE_FAMILIES)) if fam not in _STATIC)
 _PREFIX = [f"{f.name}{{".encode() for f in GATE_FAMILIES]
 _RESULT_SUFFIX = [f',result="{o}"}} '.encode() for o in OUTCOMES]
 STEP = Family("step_completion_ratio", "gauge", "Fraction of the step's gates that pass.")
@@ -220,10 +228,12 @@ def gzip_member(body: _Blob, tail: bytes) -> bytes:
 class Exposition:
     """Keeps rendered per-gate lines current and renders a whole scrape on demand."""
 
-    def __init__(self, extra: Callable[[bool], Iterable[str]] | None = None, registry: CollectorRegistry | None = REGISTRY):
+    def __init__(self, extra: Callable[[bool], Iterable[str]] | None = None,
+                 registry: CollectorRegistry | None = REGISTRY):
         self._extra = extra
         self._registry = registry
         self.last_render_seconds = 0.0
+        self._sweep_timer: asyncio.TimerHandle | None = None
         self._headers = {om: [_Blob(f.header(om).encode()) for f in GATE_FAMILIES] for om in (False, True)}
         self.set_trackers([])
 
@@ -245,6 +255,7 @@ class Exposition:
         self._sections: dict[tuple[int, bool], _Blob] = {}  # (family, openmetrics) -> header + pieces
         self._bodies: dict[bool, _Blob] = {}  # openmetrics -> every section and the aggregates
         self._aggregates: dict[bool, _Blob] = {}
+        self._dirty_chunks: dict[int, list[float]] = {}  # chunk -> [first change, last change] (monotonic)
         self._build_aggregates()
         static: dict[int, list[str]] = {fam: [] for fam in _STATIC}
         for i, gate in enumerate(gates):
@@ -272,8 +283,10 @@ class Exposition:
             new = [(_PASSED, b""), (_ERROR, b""), (_VALUE, b""), (_DURATION, b""), (_LAST_EVAL, b"")]
         else:
             v = r.value
-            new = [(_PASSED, b"1.0" if r.outcome == PASS else b"0.0"), (_ERROR, b"1.0" if r.outcome == ERROR else b"0.0"),
-                   (_VALUE, b"" if v is None else fmt(v).encode()), (_DURATION, fmt(r.duration).encode()),
+            new = [(_PASSED, b"1.0" if r.outcome == PASS else b"0.0"),
+                   (_ERROR, b"1.0" if r.outcome == ERROR else b"0.0"),
+                   (_VALUE, b"" if v is None else fmt(v).encode()),
+                   (_DURATION, fmt(r.duration).encode()),
                    (_LAST_EVAL, fmt(r.started).encode())]
         lp = st.last_pass
         new.append((_LAST_PASS, b"" if lp is None else fmt(lp).encode()))
@@ -282,11 +295,15 @@ class Exposition:
         passed, total = st.uptime(uptime_window, time.time() if now is None else now)
         new.append((_UPTIME, b"" if total == 0 else fmt(passed / total).encode()))
         chunk = i // CHUNK
+        changed = False
         for fam, value in new:
             vals = self._vals[fam]
             if vals[i] != value:
                 vals[i] = value
                 self._dirty(fam, chunk)
+                changed = True
+        if changed:
+            self._note_change(chunk)
         status = st.status
         old = self._status[i]
         if status != old:
@@ -295,6 +312,39 @@ class Exposition:
             self._count(i, status, +1)
             self._aggregates.clear()
             self._bodies.clear()
+
+    def _note_change(self, chunk: int) -> None:
+        now = time.monotonic()
+        times = self._dirty_chunks.get(chunk)
+        if times is None:
+            self._dirty_chunks[chunk] = [now, now]
+        else:
+            times[1] = now
+        if self._sweep_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no event loop (a script or test): pieces are rendered at the next scrape
+            self._sweep_timer = loop.call_later(SWEEP_EVERY, self._sweep)
+
+    def _sweep(self) -> None:
+        """Render and compress the pieces of quiet changed chunks, for a few milliseconds at most."""
+        self._sweep_timer = None
+        now, t0 = time.monotonic(), time.perf_counter()
+        for chunk, (first, last) in list(self._dirty_chunks.items()):
+            if now - last < QUIET and now - first < MAX_DIRTY:
+                continue
+            for fam in _DYNAMIC:
+                pieces = self._pieces[fam]
+                if chunk < len(pieces):
+                    if pieces[chunk] is None:
+                        pieces[chunk] = _Blob(source=functools.partial(self._render_piece, fam, chunk))
+                    pieces[chunk].z  # noqa: B018 - computes and keeps the deflate block
+            del self._dirty_chunks[chunk]
+            if time.perf_counter() - t0 > SWEEP_BUDGET:
+                break
+        if self._dirty_chunks:
+            self._sweep_timer = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._sweep)
 
     def _dirty(self, fam: int, chunk: int) -> None:
         if self._pieces[fam][chunk] is not None:
@@ -342,7 +392,7 @@ class Exposition:
             if not v:
                 continue
             if fam == _EVALS:
-                for suffix, count in zip(_RESULT_SUFFIX, v.split()):
+                for suffix, count in zip(_RESULT_SUFFIX, v.split(), strict=True):
                     out += (prefix, labels[i], suffix, count, b"\n")
             else:
                 out += (prefix, labels[i], b"} ", v, b"\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ROWS = ("P1", "P1b", "P1c", "P2", "P2b", "P2c", "P3", "P3b", "P3c", "P3d", "P4", "P4b", "P5")
+ROWS = ("P1", "P1b", "P1c", "P1d", "P2", "P2b", "P2c", "P3", "P3b", "P3c", "P3d", "P4", "P4b", "P5")
 TOOLS = ("nginx", "prometheus-blackbox-exporter")
 
 
@@ -20,7 +20,8 @@ def _have(tool: str) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not all(_have(t) for t in TOOLS), reason="nginx and blackbox_exporter come from scripts/system-deps.sh")
+@pytest.mark.skipif(not all(_have(t) for t in TOOLS),
+                    reason="nginx and blackbox_exporter come from scripts/system-deps.sh")
 def test_smoke_run_produces_every_row(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
