@@ -74,7 +74,8 @@ def rss_mb(pid: int) -> float:
 
 def evaluations(url: str) -> float:
     text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("gate_evaluations_total{"))
+    lines = (line for line in text.splitlines() if line.startswith("gate_evaluations_total{"))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
 
 
 def main() -> int:

@@ -8,7 +8,7 @@ PASS, FAIL, ERROR, PENDING = "pass", "fail", "error", "pending"
 OUTCOMES = (PASS, FAIL, ERROR)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Result:
     """One evaluation of one gate."""
 

@@ -60,7 +60,8 @@ def prometheus(tmp_path: Path):
 
 def write_config(tmp_path: Path, target: int, prom_url: str) -> Path:
     data = tmp_path / "data"
-    shutil.copytree(ROOT / "examples" / "data", data)
+    # Plain copies get a fresh mtime (copytree would keep the checkout's), so "age < 1h" holds.
+    shutil.copytree(ROOT / "examples" / "data", data, copy_function=shutil.copy)
     (data / "metrics.json").write_text(json.dumps({"p95_ms": 212}))
     config = tmp_path / "gates.yml"
     config.write_text(f"""

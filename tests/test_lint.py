@@ -12,13 +12,7 @@ LINTED = ["exporter", "tests", "bench", "dashboards", "deploy"]
 
 # Being rewritten for performance work right now, so not linted yet; the lead clears this list
 # once that work lands (each entry is a path relative to the repository root).
-PENDING = [
-    "exporter/exposition.py",
-    "exporter/scheduler.py",
-    "exporter/web.py",
-    "bench",
-    "tests/test_bench_smoke.py",
-]
+PENDING: list[str] = []  # paths still being reworked, excluded until they are done
 
 
 def ruff(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
