@@ -83,6 +83,7 @@ def main() -> int:
     ap.add_argument("--gates", type=int, default=1000)
     ap.add_argument("--interval", default="1s")
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--warmup", type=float, default=6.0, help="seconds after ready before measuring")
     args = ap.parse_args()
     if not shutil.which("nginx"):
         raise SystemExit("nginx is missing: bash scripts/system-deps.sh")
@@ -106,7 +107,7 @@ def main() -> int:
                         break
                 except OSError:
                     time.sleep(0.1)
-            time.sleep(6)  # past the first-run spread
+            time.sleep(args.warmup)  # past the first round
             e0, c0, t0 = evaluations(url), cpu_seconds(serve.pid), time.monotonic()
             time.sleep(args.seconds)
             e1, c1, t1 = evaluations(url), cpu_seconds(serve.pid), time.monotonic()
