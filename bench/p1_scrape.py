@@ -26,15 +26,7 @@ from pathlib import Path
 from bench import gen
 from bench.report import Row
 from bench.support import PROMETHEUS_ACCEPT, BenchError, exporter, percentile, wait_for
-
-CONTRACT_FAMILIES = (
-    "gate_passed", "gate_probe_error", "gate_value", "gate_threshold", "gate_evaluation_duration_seconds",
-    "gate_interval_seconds", "gate_objective_ratio", "gate_last_evaluation_timestamp_seconds",
-    "gate_last_pass_timestamp_seconds", "gate_evaluations_total", "gate_uptime_ratio", "gate_info",
-    "step_completion_ratio", "phase_completion_ratio", "tracker_completion_ratio", "tracker_gates",
-    "qualitygate_build_info", "qualitygate_config_last_reload_successful",
-    "qualitygate_config_last_reload_success_timestamp_seconds",
-)
+from exporter.exposition import CONTRACT_METRICS
 
 
 def baseline_registry(text: str):
@@ -103,7 +95,7 @@ def run(workdir: Path, smoke: bool) -> list[Row]:
     with exporter(config, workdir) as exp:
         wait_for(lambda: exp.pending() == 0, 120, "every gate's first evaluation", interval=0.5)
         text = exp.metrics_text()
-        missing = [f for f in CONTRACT_FAMILIES if f"\n{f}{{" not in text and f"\n{f} " not in text]
+        missing = [f for f in CONTRACT_METRICS if f"\n{f}{{" not in text and f"\n{f} " not in text]
         if missing:
             raise BenchError(f"/metrics lacks samples of {', '.join(missing)}")
         series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))

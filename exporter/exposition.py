@@ -89,6 +89,14 @@ STEP = Family("step_completion_ratio", "gauge", "Fraction of the step's gates th
 PHASE = Family("phase_completion_ratio", "gauge", "Fraction of the phase's gates that pass.")
 TRACKER = Family("tracker_completion_ratio", "gauge", "Fraction of all the tracker's gates that pass.")
 COUNTS = Family("tracker_gates", "gauge", "Number of gates by tier and status.")
+
+# Every metric name the contract promises (CONTRACT.md, "Metrics"): the rules lint and the
+# benchmarks check against this one list, and tests/test_e2e_serve.py checks a real scrape has them.
+CONTRACT_METRICS = (
+    *(f.name for f in GATE_FAMILIES), STEP.name, PHASE.name, TRACKER.name, COUNTS.name,
+    "qualitygate_build_info", "qualitygate_config_last_reload_successful",
+    "qualitygate_config_last_reload_success_timestamp_seconds",
+)
 STATUSES = (PASS, FAIL, ERROR, PENDING)
 
 

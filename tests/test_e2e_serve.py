@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, parse_metrics, sample, wait_for
+from exporter.exposition import CONTRACT_METRICS
 from stack_support import promql, start_prometheus
 
 pytestmark = pytest.mark.skipif(not shutil.which("prometheus") or not shutil.which("promtool"),
@@ -168,6 +169,7 @@ def test_serve_every_probe_kind(tmp_path: Path, target: int, prometheus, serve):
     assert sample(m, "gate_objective_ratio", gate="http-health") == pytest.approx(0.99)
     assert sample(m, "gate_info", gate="http-health", title="http-health", team="Team A") == 1
     assert sample(m, "tracker_gates", tracker="e2e", tier="critical", status="fail") == 1
+    assert set(CONTRACT_METRICS) <= {name for name, _ in m}, "every metric the contract names is exposed"
 
     # The real promtool finds nothing to complain about in the real output.
     proc = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=60)
