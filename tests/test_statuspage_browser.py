@@ -235,10 +235,30 @@ class Tab:
     def __init__(self, page: Any):
         self.page = page
         self.problems: list[str] = []
+        self.cancelled: list[str] = []
+        self._navigating = False
         page.on("console", self._console)
         page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        page.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.url} {r.failure}"))
+        page.on("requestfailed", self._request_failed)
         page.on("response", lambda r: self.problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+
+    def goto(self, url: str) -> None:
+        """Navigate and wait until the new page's own requests (favicon, first refresh) are done.
+
+        Chromium cancels whatever the old page still has in flight when we navigate away, with
+        net::ERR_ABORTED; that is our doing, not the server's, so it is kept apart from problems."""
+        self._navigating = True
+        try:
+            self.page.goto(url, wait_until="networkidle")
+        finally:
+            self._navigating = False
+
+    def _request_failed(self, request: Any) -> None:
+        line = f"request failed: {request.url} {request.failure}"
+        if self._navigating and request.failure == "net::ERR_ABORTED":
+            self.cancelled.append(line)
+        else:
+            self.problems.append(line)
 
     def _console(self, message: Any) -> None:
         if message.type in ("error", "warning"):
@@ -295,7 +315,7 @@ def _api_state(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_tracker_list_when_several_trackers_are_loaded(stack: Stack, tab: Tab) -> None:
-    tab.page.goto(stack.url("/"))
+    tab.goto(stack.url("/"))
     names = tab.page.eval_on_selector_all("tr[data-tracker]", "rows => rows.map(r => r.dataset.tracker)")
     assert names == ["demo", "hostile"]
     tab.page.get_by_role("link", name="Comprehensive Enhancement Plan").click()
@@ -309,7 +329,7 @@ def test_page_matches_the_json_api_and_has_no_console_errors(stack: Stack, tab: 
     deadline = time.monotonic() + 60
     while True:  # gates keep being evaluated: retry until a page load falls between two equal API answers
         before = _api_state(stack.api("demo"))
-        page.goto(stack.url("/?tracker=demo"))
+        tab.goto(stack.url("/?tracker=demo"))
         shown = _page_state(tab)
         after = _api_state(stack.api("demo"))
         core = {k: shown[k] for k in ("rows", "counts", "blockers", "overall")}
@@ -336,7 +356,7 @@ def test_page_matches_the_json_api_and_has_no_console_errors(stack: Stack, tab: 
 
 def test_filter_links_show_only_what_they_name(stack: Stack, tab: Tab) -> None:
     page = tab.page
-    page.goto(stack.url("/?tracker=demo"))
+    tab.goto(stack.url("/?tracker=demo"))
     filters = page.get_by_role("navigation", name="Filters")
     filters.get_by_role("link", name="critical", exact=True).click()
     page.wait_for_url("**/?tracker=demo&tier=critical")
@@ -347,7 +367,7 @@ def test_filter_links_show_only_what_they_name(stack: Stack, tab: Tab) -> None:
     page.wait_for_url("**/?tracker=demo&tier=critical&status=error")
     assert tab.rows() == {"perf-p95": "error"}
     assert page.locator('nav a[aria-current="true"]').all_inner_texts() == ["critical", "error"]
-    page.goto(stack.url("/?tracker=demo&tier=%3Cscript%3Ewindow.__pwned%3D1%3C/script%3E"))
+    tab.goto(stack.url("/?tracker=demo&tier=%3Cscript%3Ewindow.__pwned%3D1%3C/script%3E"))
     assert "use one of critical, important, enhancement" in page.locator("main").inner_text()
     assert page.evaluate("window.__pwned") is None
     # The only problem reported is the 400 itself (the browser logs it to the console too).
@@ -356,7 +376,7 @@ def test_filter_links_show_only_what_they_name(stack: Stack, tab: Tab) -> None:
 
 def test_refresh_swaps_in_a_state_change_and_keeps_the_filter(stack: Stack, tab: Tab) -> None:
     page = tab.page
-    page.goto(stack.url("/?tracker=demo&tier=important"))
+    tab.goto(stack.url("/?tracker=demo&tier=important"))
     assert tab.rows()["deploy-marker"] == "fail"
     page.evaluate("window.__sameDocument = 'yes'")
     (stack.folder / "deployed.flag").write_text("deployed\n")
@@ -372,7 +392,7 @@ def test_refresh_swaps_in_a_state_change_and_keeps_the_filter(stack: Stack, tab:
 def test_markup_in_titles_and_messages_is_shown_as_text_and_never_runs(stack: Stack, tab: Tab) -> None:
     page = tab.page
     wait_for(lambda: stack.api("hostile")["gates"][0]["status"] == "fail", timeout=60, what="hostile gate evaluated")
-    page.goto(stack.url("/?tracker=hostile"))
+    tab.goto(stack.url("/?tracker=hostile"))
     title = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
     message = "exit code 1: <script>window.__pwned=3</script><img src=y onerror=window.__pwned=4>"
     assert page.locator("h1").inner_text() == "Hostile <i>input</i>"
@@ -402,12 +422,12 @@ def test_gate_page_shows_attestations_history_and_stored_uptime(stack: Stack, ta
         assert resp.status == 201
     wait_for(lambda: next(g for g in stack.api("demo")["gates"] if g["id"] == "security-review")["status"] == "pass",
              timeout=30, what="the attested gate to pass")
-    page.goto(stack.url("/gates/security-review?tracker=demo"))
+    tab.goto(stack.url("/gates/security-review?tracker=demo"))
     table = page.get_by_role("table", name="Attestations, newest first")
     assert "<b>pen test</b> report #42" in table.inner_text() and "alice" in table.inner_text()
     assert page.locator("section[data-status] .badge").inner_text() == "Pass"
 
-    page.goto(stack.url("/gates/api-health?tracker=demo"))
+    tab.goto(stack.url("/gates/api-health?tracker=demo"))
     history = page.get_by_role("table", name="newest first")
     assert history.locator("tbody tr").count() >= 1
     assert "ms < 500 ms" in history.locator("tbody tr").first.inner_text()
@@ -453,7 +473,7 @@ _CONTRAST_JS = """
 def test_text_contrast_meets_wcag_aa_in_both_themes(stack: Stack, tab: Tab, scheme: str, tmp_path: Path) -> None:
     page = tab.page
     page.emulate_media(color_scheme=scheme)
-    page.goto(stack.url("/?tracker=demo"))
+    tab.goto(stack.url("/?tracker=demo"))
     got = page.evaluate(_CONTRAST_JS)
     background = got.pop("background")
     assert (background == "rgb(255, 255, 255)") == (scheme == "light")
@@ -469,7 +489,7 @@ def test_docs_screenshot(stack: Stack, tab: Tab, tmp_path: Path) -> None:
     page = tab.page
     page.set_viewport_size({"width": 1280, "height": 800})
     page.emulate_media(color_scheme="light")
-    page.goto(stack.url("/?tracker=demo"))
+    tab.goto(stack.url("/?tracker=demo"))
     page.wait_for_selector("table.gates")
     shot = tmp_path / "status-page.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -505,7 +525,7 @@ def test_page_assets_and_refresh_sit_behind_basic_auth(browser: Any, tmp_path: P
         try:
             page = context.new_page()
             tab = Tab(page)
-            page.goto(served.url + "/")
+            tab.goto(served.url + "/")
             _until(page, "() => Boolean(document.querySelector('main').dataset.refreshed)", timeout=30,
                    what="a refresh through basic auth")
             assert tab.rows() == {"host": "pass"}
