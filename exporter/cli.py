@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="exporter-toolkit web config: TLS and basic auth")
     serve.add_argument("--web.enable-lifecycle", dest="lifecycle", action="store_true",
                        help="enable POST /-/reload")
+    serve.add_argument("--web.read-timeout", dest="read_timeout", default="10s", metavar="DURATION",
+                       help="close a new connection whose request head, or a request whose body, has not "
+                            "arrived within this (default 10s; 0s: no limit)")
+    serve.add_argument("--web.idle-timeout", dest="idle_timeout", default="5m", metavar="DURATION",
+                       help="close a kept-alive connection that sends no complete request for this long "
+                            "(default 5m)")
     serve.add_argument("--storage.path", dest="storage", metavar="FILE", default=None,
                        help="SQLite state file (default ./data/qualitygate.db)")
     serve.add_argument("--scheduler.max-concurrency", dest="concurrency", type=int, default=128, metavar="N",
@@ -259,6 +265,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.watch_seconds = parse_duration(args.watch_interval)
     except ValueError as exc:
         raise UsageError(f"--config.watch-interval: {exc}") from None
+    for flag, attr in (("--web.read-timeout", "read_timeout"), ("--web.idle-timeout", "idle_timeout")):
+        try:
+            setattr(args, attr + "_seconds", parse_duration(getattr(args, attr)))
+        except ValueError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
+    if args.idle_timeout_seconds <= 0:
+        raise UsageError("--web.idle-timeout must be more than 0s")
     if (args.shard_index is None) != (args.shard_count is None):
         raise UsageError("--shard.index and --shard.count go together")
     if args.shard_count is not None and not (args.shard_count >= 1 and 0 <= args.shard_index < args.shard_count):
@@ -281,6 +294,7 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
                  web_options: dict[str, Any]) -> int:
     from aiohttp import web
 
+    from exporter.httpserver import ReadTimeouts, body_deadline, listen
     from exporter.runtime import Runtime
     from exporter.web import make_app
 
@@ -292,12 +306,19 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
     # Restore state first, listen next, evaluate last: gates that probe this exporter itself
     # (the example tracker's do) must find it listening on their first run.
     runtime.prepare(configs)
-    app = make_app(runtime, lifecycle=args.lifecycle, middlewares=web_options["middlewares"])
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    timeouts = runtime.read_timeouts = ReadTimeouts()
+    # The body deadline goes after the auth middleware: a stranger's body is never waited for.
+    middlewares = [*web_options["middlewares"], body_deadline(args.read_timeout_seconds, timeouts)]
+    app = make_app(runtime, lifecycle=args.lifecycle, middlewares=middlewares)
+    # lingering_time: after answering a request whose body was not read (a 401, a 408), aiohttp
+    # drains the rest for this long so the client can read the answer; its default of 10 s would
+    # let a dribbling client outlive the read timeout.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=args.idle_timeout_seconds,
+                           lingering_time=LINGERING_SECONDS)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=web_options["ssl"], reuse_address=True)
     try:
-        await site.start()
+        listener = await listen(runner, host, port, ssl_context=web_options["ssl"],
+                                read_timeout=args.read_timeout_seconds, counts=timeouts)
     except OSError as exc:
         await runtime.stop()
         await runner.cleanup()
@@ -325,9 +346,13 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
+        listener.close()  # stop accepting; runner.cleanup() then ends the open connections
         await runner.cleanup()
         await runtime.stop()
     return EXIT_OK
+
+
+LINGERING_SECONDS = 1.0
 
 
 def _maybe_store(args: argparse.Namespace) -> Any:

@@ -79,6 +79,7 @@ class Runtime:
     store: Any = None  # exporter.storage.Store when --storage.path is in use
     shard: tuple[int, int] | None = None  # (index, count): this process evaluates and exports only its shard
     watch_interval: float = 0.0  # > 0: reload by itself when a config file changes (Kubernetes ConfigMaps)
+    read_timeouts: Any = None  # exporter.httpserver.ReadTimeouts when serving HTTP
 
     def __post_init__(self) -> None:
         self.exposition = Exposition(extra=self._self_metrics)
@@ -271,6 +272,8 @@ class Runtime:
             index, count = self.shard
             info = Family("qualitygate_shard_info", "gauge", "The shard this exporter evaluates; always 1.")
             out += [info.header(om), f'qualitygate_shard_info{{index="{index}",count="{count}"}} 1.0\n']
+        if self.read_timeouts is not None:
+            out += self.read_timeouts.metric_lines(om)
         if self.store is not None:
             out += self.store.metric_lines(om)
         return out

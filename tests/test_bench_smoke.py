@@ -34,3 +34,12 @@ def test_smoke_run_produces_every_row(tmp_path: Path) -> None:
         assert isinstance(row["ours"], (int, float)), rid
     assert all(f"| {rid} |" in proc.stdout for rid in ROWS), proc.stdout
     assert doc["machine"]["cores"] and doc["args"]["smoke"] is True
+
+
+def test_slow_clients_benchmark_reports_the_cut_off() -> None:
+    proc = subprocess.run([sys.executable, "bench/slow_clients.py", "--connections", "20", "--seconds", "20",
+                           "--", "--web.read-timeout", "1s"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "all closed by the server after " in proc.stdout and "not within" not in proc.stdout, proc.stdout
+    assert 'qualitygate_http_read_timeouts_total{stage="head"} 10.0' in proc.stdout, proc.stdout
+    assert 'qualitygate_http_read_timeouts_total{stage="body"} 10.0' in proc.stdout, proc.stdout

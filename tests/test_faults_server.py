@@ -56,48 +56,144 @@ def evaluations(url: str, gate: str) -> float:
 # --- slow-loris -------------------------------------------------------------------------------
 
 
-def test_slow_loris_clients_do_not_stop_metrics(tmp_path: Path, serve):
-    s = serve(write(tmp_path / "gates.yml", GOOD))
+HEAD_DRIBBLE = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # headers that never end
+BODY_DRIBBLE = (b"POST /api/gates/signoff/attestations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{\"value\": ")  # never ends
+
+
+def read_until_closed(c: socket.socket, limit: float) -> tuple[bytes, bool]:
+    """What the server sent, and whether it closed the connection within `limit` seconds."""
+    c.settimeout(0.2)
+    got = b""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            chunk = c.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return got, True
+        if not chunk:
+            return got, True
+        got += chunk
+    return got, False
+
+
+def test_slow_loris_clients_end_at_the_read_timeout(tmp_path: Path, serve):
+    """Clients that dribble a request head, dribble a body, or send nothing are cut off at
+    --web.read-timeout while they are still sending; /metrics answers throughout; nothing leaks
+    over several rounds."""
+    s = serve(write(tmp_path / "gates.yml", GOOD), "--web.read-timeout", "2s")
     base = proc_stats(s.proc.pid)
-    conns: list[socket.socket] = []
-    stop = threading.Event()
-    for i in range(200):
-        c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
-        if i % 2:
-            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers that never end
-        else:  # a body that never arrives
-            c.sendall(b"POST /api/gates/signoff/attestations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                      b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{\"value\": ")
-        conns.append(c)
+    for round_ in range(3):
+        heads, bodies, silent = [], [], []
+        for _ in range(80):
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            c.sendall(HEAD_DRIBBLE)
+            heads.append(c)
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            c.sendall(BODY_DRIBBLE)
+            bodies.append(c)
+        for _ in range(20):
+            silent.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+        stop = threading.Event()
 
-    def dribble() -> None:
-        deadline = time.monotonic() + 20
-        n = 0
-        while not stop.is_set() and time.monotonic() < deadline:
-            for i, c in enumerate(conns):
-                with contextlib.suppress(OSError):
-                    c.sendall(f"X-Slow-{n}: a\r\n".encode() if i % 2 else b"1")
-            n += 1
-            stop.wait(0.5)
+        def dribble(stop: threading.Event, heads: list[socket.socket], bodies: list[socket.socket]) -> None:
+            # well past the timeout: the server, not the client, must end the connections
+            n = 0
+            while not stop.wait(0.3):
+                for c in heads:
+                    with contextlib.suppress(OSError):
+                        c.sendall(f"X-Slow-{n}: a\r\n".encode())
+                for c in bodies:
+                    with contextlib.suppress(OSError):
+                        c.sendall(b"1")
+                n += 1
 
-    t = threading.Thread(target=dribble, daemon=True)
-    t.start()
-    try:
-        # the slow connections really are open on the server
-        wait_for(lambda: proc_stats(s.proc.pid).fds >= base.fds + 190, timeout=30, what="200 accepted connections")
-        for _ in range(10):
+        t = threading.Thread(target=dribble, args=(stop, heads, bodies), daemon=True)
+        t.start()
+        started = time.monotonic()
+        try:
             r = requests.get(f"{s.url}/metrics", timeout=10)
             assert r.status_code == 200 and "gate_passed" in r.text
+            for c in heads + silent:
+                got, closed = read_until_closed(c, 10)
+                assert closed and got == b"", (round_, got)
+            for c in bodies:
+                got, closed = read_until_closed(c, 10)
+                assert closed and got.startswith(b"HTTP/1.1 408 "), (round_, got[:200])
+                assert b"request body not received within 2s" in got
+            took = time.monotonic() - started
+            assert 1.5 < took < 12, took  # ended by the 2 s deadline, not by the client going away
             assert requests.get(f"{s.url}/-/healthy", timeout=10).status_code == 200
-            time.sleep(0.2)
-    finally:
-        stop.set()
-        t.join(5)
-        for c in conns:
-            c.close()
-    # once the clients go away, so do their connections
-    wait_for(lambda: proc_stats(s.proc.pid).fds <= base.fds + 2, timeout=30, what="slow connections to be closed")
+        finally:
+            stop.set()
+            t.join(5)
+            for c in heads + bodies + silent:
+                c.close()
+        # every connection is gone on the server, while the clients still held theirs open
+        wait_for(lambda: proc_stats(s.proc.pid).fds <= base.fds + 2, timeout=10, what="slow connections closed")
+    m = metrics(s.url)
+    assert sample(m, "qualitygate_http_read_timeouts_total", stage="head") >= 3 * 100
+    assert sample(m, "qualitygate_http_read_timeouts_total", stage="body") >= 3 * 80
+    # nothing was attested by the cut-off bodies
+    assert requests.get(f"{s.url}/api/gates/signoff", timeout=10).json()["status"] != "pass"
+    after = proc_stats(s.proc.pid)
+    assert after.threads <= base.threads + 2 and after.rss_kib < base.rss_kib + 50_000, (base, after)
     assert s.proc.poll() is None
+
+
+def test_a_slow_but_timely_client_and_keep_alive_are_served(tmp_path: Path, serve):
+    """The head deadline cuts off only what is late: a head sent in pieces within it is answered,
+    and a kept-alive connection serves later requests until it idles past --web.idle-timeout.
+    Clients that leave mid-body are dropped quietly."""
+    s = serve(write(tmp_path / "gates.yml", GOOD), "--web.read-timeout", "2s", "--web.idle-timeout", "6s")
+    c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    for piece in (b"GET /-/healthy HTTP/1.1\r\n", b"Host: 127.0.0.1\r\n\r", b"\n"):  # the end split over reads
+        c.sendall(piece)
+        time.sleep(0.5)
+    assert c.recv(65536).startswith(b"HTTP/1.1 200 ")
+    time.sleep(2.5)  # past the read timeout: the first head's deadline no longer applies
+    c.sendall(b"GET /-/ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert c.recv(65536).startswith(b"HTTP/1.1 ")
+    # ... but the idle timeout does
+    got, closed = read_until_closed(c, 10)
+    assert closed and got == b""
+    c.close()
+    # a session that keeps its connection busy is never cut off
+    with requests.Session() as session:
+        for _ in range(6):
+            assert session.get(f"{s.url}/metrics", timeout=10).status_code == 200
+            time.sleep(0.8)
+    # clients that leave in the middle of a body are dropped without an error log each
+    leavers = [socket.create_connection(("127.0.0.1", s.port), timeout=5) for _ in range(20)]
+    for c in leavers:
+        c.sendall(BODY_DRIBBLE)
+    time.sleep(0.5)
+    for c in leavers:
+        c.close()
+    assert requests.get(f"{s.url}/-/healthy", timeout=10).status_code == 200
+    time.sleep(0.5)
+    assert "level=error" not in s.log() and "Traceback" not in s.log(), s.log()[-3000:]
+    m = metrics(s.url)
+    assert sample(m, "qualitygate_http_read_timeouts_total", stage="head") == 0
+    assert sample(m, "qualitygate_http_read_timeouts_total", stage="body") == 0
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--web.read-timeout", "soon", "--web.read-timeout: "),
+    ("--web.idle-timeout", "0s", "--web.idle-timeout must be more than 0s"),
+])
+def test_bad_timeout_flags_exit_2(tmp_path: Path, flag: str, value: str, message: str):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "exporter", "serve", "--config.file",
+                           str(write(tmp_path / "gates.yml", GOOD)), flag, value],
+                          capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 # --- invalid reloads --------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -295,3 +297,73 @@ def test_http2_is_accepted_and_ignored_with_a_log_line(tmp_path: Path, stopper):
     stopper(s)
     assert "http2 is accepted for compatibility and ignored" in s.log()
     assert json.loads(requests.get(f"{s.url}/api/gates", timeout=5).text)["tracker"] == "sec"
+
+
+# --- slow clients over TLS ---------------------------------------------------------------------
+
+
+def test_read_timeout_bounds_tls_handshake_and_head_and_auth_comes_before_the_body(pki: PKI, tmp_path: Path,
+                                                                                   stopper):
+    web = f"""
+        tls_server_config:
+          cert_file: {pki.path("server.pem")}
+          key_file: {pki.path("server-key.pem")}
+        basic_auth_users:
+          alice: {HASH}
+        """
+    ca = pki.path("ca.pem")
+    s = start_secure(tmp_path, web, "--web.read-timeout", "2s",
+                     probe=lambda s: requests.get(https(s), verify=ca, auth=("alice", PASSWORD), timeout=5))
+    stopper(s)
+    context = ssl.create_default_context(cafile=ca)
+
+    def closed_within(sock: socket.socket, limit: float) -> tuple[float, bytes]:
+        """Seconds until the server closed `sock` (or `limit` if it did not), and what it sent."""
+        start, got = time.monotonic(), b""
+        sock.settimeout(0.2)
+        while time.monotonic() - start < limit:
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ssl.SSLWantReadError):
+                continue
+            except (ConnectionResetError, ssl.SSLError):
+                break
+            if not chunk:
+                break
+            got += chunk
+        return time.monotonic() - start, got
+
+    # a TCP client that never starts the TLS handshake
+    bare = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    took, _ = closed_within(bare, 10)
+    assert 1.5 < took < 6, took
+    bare.close()
+
+    # a TLS client that never finishes its request head
+    tls = context.wrap_socket(socket.create_connection(("127.0.0.1", s.port), timeout=5), server_hostname="127.0.0.1")
+    tls.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    took, got = closed_within(tls, 10)
+    assert 1.5 < took < 6 and got == b"", (took, got)
+    tls.close()
+
+    # an anonymous POST whose body never comes gets its 401 at once: strangers' bodies are not waited for
+    tls = context.wrap_socket(socket.create_connection(("127.0.0.1", s.port), timeout=5), server_hostname="127.0.0.1")
+    tls.sendall(b"POST /api/gates/signoff/attestations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+    start = time.monotonic()
+    tls.settimeout(5)
+    first = tls.recv(65536)
+    assert first.startswith(b"HTTP/1.1 401 ") and time.monotonic() - start < 1.5, first[:100]
+    tls.close()
+
+    # ... while alice's dribbled body gets a 408
+    tls = context.wrap_socket(socket.create_connection(("127.0.0.1", s.port), timeout=5), server_hostname="127.0.0.1")
+    token = base64.b64encode(f"alice:{PASSWORD}".encode())
+    tls.sendall(b"POST /api/gates/signoff/attestations HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic " + token +
+                b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+    took, got = closed_within(tls, 10)
+    assert got.startswith(b"HTTP/1.1 408 ") and 1.5 < took < 6, (took, got[:100])
+    tls.close()
+    m = requests.get(https(s, "/metrics"), verify=ca, auth=("alice", PASSWORD), timeout=5).text
+    assert 'qualitygate_http_read_timeouts_total{stage="body"} 1.0' in m
+    assert 'qualitygate_http_read_timeouts_total{stage="head"} 1.0' in m  # the bare one is the handshake's
