@@ -87,6 +87,7 @@ def test_slow_loris_clients_end_at_the_read_timeout(tmp_path: Path, serve):
     base = proc_stats(s.proc.pid)
     for round_ in range(3):
         heads, bodies, silent = [], [], []
+        started = time.monotonic()  # before the first connection: no deadline can end earlier than 2 s after it
         for _ in range(80):
             c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
             c.sendall(HEAD_DRIBBLE)
@@ -112,7 +113,6 @@ def test_slow_loris_clients_end_at_the_read_timeout(tmp_path: Path, serve):
 
         t = threading.Thread(target=dribble, args=(stop, heads, bodies), daemon=True)
         t.start()
-        started = time.monotonic()
         try:
             r = requests.get(f"{s.url}/metrics", timeout=10)
             assert r.status_code == 200 and "gate_passed" in r.text
@@ -124,7 +124,7 @@ def test_slow_loris_clients_end_at_the_read_timeout(tmp_path: Path, serve):
                 assert closed and got.startswith(b"HTTP/1.1 408 "), (round_, got[:200])
                 assert b"request body not received within 2s" in got
             took = time.monotonic() - started
-            assert 1.5 < took < 12, took  # ended by the 2 s deadline, not by the client going away
+            assert 2 <= took < 15, took  # ended by the 2 s deadline, not by the client going away
             assert requests.get(f"{s.url}/-/healthy", timeout=10).status_code == 200
         finally:
             stop.set()

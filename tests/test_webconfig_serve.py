@@ -353,7 +353,7 @@ def test_read_timeout_bounds_tls_handshake_and_head_and_auth_comes_before_the_bo
     start = time.monotonic()
     tls.settimeout(5)
     first = tls.recv(65536)
-    assert first.startswith(b"HTTP/1.1 401 ") and time.monotonic() - start < 1.5, first[:100]
+    assert first.startswith(b"HTTP/1.1 401 ") and time.monotonic() - start < 1.9, first[:100]  # before the 2 s deadline
     tls.close()
 
     # ... while alice's dribbled body gets a 408
