@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import gen
 from bench.report import Row
-from bench.support import PROMETHEUS_ACCEPT, BenchError, exporter, percentile, wait_for
+from bench.support import PROMETHEUS_ACCEPT, BenchError, exporter, percentile
 from exporter.exposition import CONTRACT_METRICS
 
 
@@ -93,7 +93,7 @@ def run(workdir: Path, smoke: bool) -> list[Row]:
     fresh.write_text("fresh\n")
     config = gen.write(workdir / "p1.yml", gen.all_series_config(gates, str(fresh)))
     with exporter(config, workdir) as exp:
-        wait_for(lambda: exp.pending() == 0, 120, "every gate's first evaluation", interval=0.5)
+        exp.wait_evaluated(120)
         text = exp.metrics_text()
         missing = [f for f in CONTRACT_METRICS if f"\n{f}{{" not in text and f"\n{f} " not in text]
         if missing:

@@ -82,7 +82,7 @@ def ours(workdir: Path, target: str, rate: float, seconds: float, interval: floa
     config = gen.write(workdir / "p2.yml", gen.mixed_config(gates, target, str(fresh), http_share=1.0,
                                                             interval=f"{interval:g}s"))
     with exporter(config, workdir) as exp:
-        wait_for(lambda: exp.pending() == 0, 60, "every gate's first evaluation", interval=0.2)
+        exp.wait_evaluated(60, interval=0.2)
         # Past the compressed first round, into the steady interval (second runs begin one interval in).
         time.sleep(max(0.0, exp.started + exp.ready_after + interval - time.monotonic()))
         before = exp.samples("gate_evaluations_total")["gate_evaluations_total"]

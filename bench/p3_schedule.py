@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench import gen
 from bench.report import Row
-from bench.support import PROMETHEUS_ACCEPT, exporter, memory, nginx, wait_for
+from bench.support import PROMETHEUS_ACCEPT, exporter, memory, nginx
 
 
 def full_history_mb(gates: int) -> float:
@@ -50,7 +50,7 @@ def run(workdir: Path, smoke: bool) -> list[Row]:
         config = gen.write(workdir / "p3.yml", gen.mixed_config(gates, target, str(fresh), http_share=0.5,
                                                                 interval=f"{interval:g}s"))
         with exporter(config, workdir) as exp:
-            wait_for(lambda: exp.pending() == 0, 120, "every gate's first evaluation", interval=0.5)
+            exp.wait_evaluated(120)
             # Second runs begin one interval after start, in each gate's own slot: from then on it is steady.
             time.sleep(max(0.0, exp.started + exp.ready_after + interval - time.monotonic()))
             warmup = time.monotonic() - exp.started

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import gen
 from bench.report import Row
-from bench.support import PYTHON, BenchError, exporter, wait_for
+from bench.support import PYTHON, BenchError, exporter
 
 COMMAND = "/bin/true"
 FORK_EXEC_LOOP = """
@@ -52,7 +52,7 @@ def ours(workdir: Path, seconds: float, gates: int) -> dict[str, float]:
 
     config = gen.write(workdir / "p5.yml", gen.tracker_yaml(gates, gate, interval="200ms", timeout="200ms"))
     with exporter(config, workdir, "--scheduler.max-concurrency", "1") as exp:
-        wait_for(lambda: exp.pending() == 0, 60, "every gate's first evaluation", interval=0.2)
+        exp.wait_evaluated(60, interval=0.2)
         before = exp.samples("gate_evaluations_total")
         t0 = time.monotonic()
         time.sleep(seconds)

@@ -206,6 +206,10 @@ class Exporter:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def wait_evaluated(self, timeout: float, interval: float = 0.5) -> None:
+        """Until every gate has had its first evaluation."""
+        wait_for(lambda: self.pending() == 0, timeout, "every gate's first evaluation", interval=interval)
+
 
 @contextlib.contextmanager
 def exporter(config: Path, workdir: Path, *extra: str, ready_timeout: float = 60.0) -> Iterator[Exporter]:

@@ -294,7 +294,7 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
                  web_options: dict[str, Any]) -> int:
     from aiohttp import web
 
-    from exporter.httpserver import ReadTimeouts, body_deadline, listen
+    from exporter.httpserver import LINGERING_SECONDS, ReadTimeouts, body_deadline, listen
     from exporter.runtime import Runtime
     from exporter.web import make_app
 
@@ -310,9 +310,6 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
     # The body deadline goes after the auth middleware: a stranger's body is never waited for.
     middlewares = [*web_options["middlewares"], body_deadline(args.read_timeout_seconds, timeouts)]
     app = make_app(runtime, lifecycle=args.lifecycle, middlewares=middlewares)
-    # lingering_time: after answering a request whose body was not read (a 401, a 408), aiohttp
-    # drains the rest for this long so the client can read the answer; its default of 10 s would
-    # let a dribbling client outlive the read timeout.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=args.idle_timeout_seconds,
                            lingering_time=LINGERING_SECONDS)
     await runner.setup()
@@ -350,9 +347,6 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
         await runner.cleanup()
         await runtime.stop()
     return EXIT_OK
-
-
-LINGERING_SECONDS = 1.0
 
 
 def _maybe_store(args: argparse.Namespace) -> Any:

@@ -32,8 +32,10 @@ from exporter.log import kv
 
 log = logging.getLogger("qualitygate.web")
 
-DEFAULT_READ_TIMEOUT = 10.0
-DEFAULT_IDLE_TIMEOUT = 300.0
+# After answering a request whose body was not read (a 401, a 408), aiohttp drains the rest for
+# this long so that the client can read the answer; its default of 10 s would let a dribbling
+# client outlive the read timeout.
+LINGERING_SECONDS = 1.0
 
 
 class ReadTimeouts:

@@ -12,7 +12,7 @@ import textwrap
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -82,7 +82,6 @@ class Served:
     proc: subprocess.Popen[str]
     port: int
     log_path: Path
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -106,8 +105,11 @@ class Served:
 
 
 def start_serve(config: Path | list[Path], tmp_path: Path, *extra_args: str, ready: bool = True,
-                env: dict[str, str] | None = None, storage: bool = True) -> Served:
-    """Start a real exporter on a free loopback port and wait until it is healthy (and ready)."""
+                env: dict[str, str] | None = None, storage: bool = True,
+                probe: Callable[[Served], bool] | None = None) -> Served:
+    """Start a real exporter on a free loopback port and wait until it is healthy (and ready).
+
+    `probe` replaces the plain-HTTP health check, for an exporter behind TLS or auth."""
     port = free_port()
     configs = config if isinstance(config, list) else [config]
     args = [sys.executable, "-m", "exporter", "serve", "--web.listen-address", f"127.0.0.1:{port}"]
@@ -122,11 +124,11 @@ def start_serve(config: Path | list[Path], tmp_path: Path, *extra_args: str, rea
                                 env={**os.environ, **(env or {})})
     served = Served(proc, port, log_path)
     try:
-        wait_for(lambda: proc.poll() is not None or served.get("/-/healthy", timeout=1)[0] == 200,
-                 timeout=30, what="exporter to start")
+        healthy = probe or (lambda s: s.get("/-/healthy", timeout=1)[0] == 200)
+        wait_for(lambda: proc.poll() is not None or healthy(served), timeout=30, what="exporter to start")
         if proc.poll() is not None:
             raise AssertionError(f"exporter exited with {proc.returncode}:\n{served.log()}")
-        if ready:
+        if ready and probe is None:
             wait_for(lambda: served.get("/-/ready", timeout=1)[0] == 200, timeout=30, what="exporter ready")
     except AssertionError as exc:
         served.stop(signal.SIGKILL)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,3 +112,21 @@ class FaultServer:
         for conn in self.held:
             conn.close()
         self.sock.close()
+
+
+def until_closed(sock: socket.socket, limit: float) -> tuple[float | None, bytes]:
+    """Read `sock` (plain or TLS) until the server closes it: (seconds it took, or None if it was
+    still open after `limit`; every byte the server sent)."""
+    sock.settimeout(0.2)
+    start, got = time.monotonic(), b""
+    while time.monotonic() - start < limit:
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ssl.SSLWantReadError):
+            continue
+        except (ConnectionResetError, ssl.SSLError):
+            return time.monotonic() - start, got
+        if not chunk:
+            return time.monotonic() - start, got
+        got += chunk
+    return None, got

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from conftest import ROOT, free_port, http_get, wait_for
+from conftest import ROOT, Served, free_port, http_get, wait_for
 
 SHIPPED_PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 SHIPPED_ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
@@ -50,35 +48,10 @@ def loopback_prometheus_config(targets: dict[str, str], interval: str = "15s") -
     return config
 
 
-@dataclass
-class Process:
-    """A server subprocess with its log file."""
-
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def _start(args: list[str], port: int, log_path: Path, what: str) -> Process:
+def _start(args: list[str], port: int, log_path: Path, what: str) -> Served:
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
-    server = Process(proc, port, log_path)
+    server = Served(proc, port, log_path)
     try:
         wait_for(
             lambda: proc.poll() is not None or http_get(f"{server.url}/-/ready", timeout=1)[0] == 200,
@@ -93,7 +66,7 @@ def _start(args: list[str], port: int, log_path: Path, what: str) -> Process:
     return server
 
 
-def start_prometheus(config: dict, workdir: Path, port: int | None = None) -> Process:
+def start_prometheus(config: dict, workdir: Path, port: int | None = None) -> Served:
     """Run a real `prometheus` with `config` on a (free) loopback port until it is ready."""
     port = port or free_port()
     path = workdir / "prometheus.yml"
@@ -108,7 +81,7 @@ def start_prometheus(config: dict, workdir: Path, port: int | None = None) -> Pr
     return _start(args, port, workdir / "prometheus.log", "prometheus")
 
 
-def start_alertmanager(config_path: Path, workdir: Path, port: int | None = None) -> Process:
+def start_alertmanager(config_path: Path, workdir: Path, port: int | None = None) -> Served:
     """Run a real `prometheus-alertmanager` (clustering off) on a free loopback port until it is ready."""
     port = port or free_port()
     args = [

@@ -235,7 +235,6 @@ class Tab:
     def __init__(self, page: Any):
         self.page = page
         self.problems: list[str] = []
-        self.cancelled: list[str] = []
         self._navigating = False
         page.on("console", self._console)
         page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
@@ -254,11 +253,9 @@ class Tab:
             self._navigating = False
 
     def _request_failed(self, request: Any) -> None:
-        line = f"request failed: {request.url} {request.failure}"
         if self._navigating and request.failure == "net::ERR_ABORTED":
-            self.cancelled.append(line)
-        else:
-            self.problems.append(line)
+            return  # cancelled by our own navigation (see goto)
+        self.problems.append(f"request failed: {request.url} {request.failure}")
 
     def _console(self, message: Any) -> None:
         if message.type in ("error", "warning"):

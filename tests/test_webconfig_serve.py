@@ -6,11 +6,8 @@ import base64
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -21,7 +18,8 @@ import pytest
 import requests
 import trustme
 
-from conftest import ROOT, Served, free_port, wait_for
+from conftest import Served, start_serve, wait_for
+from faults_support import until_closed
 
 TRACKER = """
 tracker: sec
@@ -73,28 +71,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     return PKI(tmp_path_factory.mktemp("pki"))
 
 
-def start_secure(tmp_path: Path, web_yaml: str, *extra: str, probe: Any = None) -> Served:
+def start_secure(tmp_path: Path, web_yaml: str, *extra: str, probe: Any) -> Served:
     """Start `serve` with a web config; wait until `probe()` (a request that should succeed) answers 200."""
-    port = free_port()
     config = tmp_path / "tracker.yml"
     config.write_text(textwrap.dedent(TRACKER).lstrip())
     web = tmp_path / "web.yml"
     web.write_text(textwrap.dedent(web_yaml).lstrip())
-    log_path = tmp_path / f"serve-{port}.log"
-    with open(log_path, "w") as log_file:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "serve", "--config.file", str(config), "--web.config.file", str(web),
-             "--web.listen-address", f"127.0.0.1:{port}", "--storage.path", str(tmp_path / "state.db"), *extra],
-            stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
-    served = Served(proc, port, log_path)  # type: ignore[arg-type]
-    try:
-        wait_for(lambda: proc.poll() is not None or probe(served).status_code == 200, timeout=30,
-                 what="secured exporter to answer")
-        assert proc.poll() is None, served.log()
-    except BaseException:
-        served.stop(signal.SIGKILL)
-        raise
-    return served
+    return start_serve(config, tmp_path, "--web.config.file", str(web), *extra,
+                       probe=lambda s: probe(s).status_code == 200)
 
 
 @pytest.fixture
@@ -317,33 +301,17 @@ def test_read_timeout_bounds_tls_handshake_and_head_and_auth_comes_before_the_bo
     stopper(s)
     context = ssl.create_default_context(cafile=ca)
 
-    def closed_within(sock: socket.socket, limit: float) -> tuple[float, bytes]:
-        """Seconds until the server closed `sock` (or `limit` if it did not), and what it sent."""
-        start, got = time.monotonic(), b""
-        sock.settimeout(0.2)
-        while time.monotonic() - start < limit:
-            try:
-                chunk = sock.recv(65536)
-            except (TimeoutError, ssl.SSLWantReadError):
-                continue
-            except (ConnectionResetError, ssl.SSLError):
-                break
-            if not chunk:
-                break
-            got += chunk
-        return time.monotonic() - start, got
-
     # a TCP client that never starts the TLS handshake
     bare = socket.create_connection(("127.0.0.1", s.port), timeout=5)
-    took, _ = closed_within(bare, 10)
-    assert 1.5 < took < 6, took
+    took, _ = until_closed(bare, 10)
+    assert took is not None and 1.5 < took < 6, took
     bare.close()
 
     # a TLS client that never finishes its request head
     tls = context.wrap_socket(socket.create_connection(("127.0.0.1", s.port), timeout=5), server_hostname="127.0.0.1")
     tls.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-    took, got = closed_within(tls, 10)
-    assert 1.5 < took < 6 and got == b"", (took, got)
+    took, got = until_closed(tls, 10)
+    assert took is not None and 1.5 < took < 6 and got == b"", (took, got)
     tls.close()
 
     # an anonymous POST whose body never comes gets its 401 at once: strangers' bodies are not waited for
@@ -356,13 +324,13 @@ def test_read_timeout_bounds_tls_handshake_and_head_and_auth_comes_before_the_bo
     assert first.startswith(b"HTTP/1.1 401 ") and time.monotonic() - start < 1.9, first[:100]  # before the 2 s deadline
     tls.close()
 
-    # ... while alice's dribbled body gets a 408
+    # ... while alice's body that never comes gets a 408
     tls = context.wrap_socket(socket.create_connection(("127.0.0.1", s.port), timeout=5), server_hostname="127.0.0.1")
     token = base64.b64encode(f"alice:{PASSWORD}".encode())
     tls.sendall(b"POST /api/gates/signoff/attestations HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic " + token +
                 b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
-    took, got = closed_within(tls, 10)
-    assert got.startswith(b"HTTP/1.1 408 ") and 1.5 < took < 6, (took, got[:100])
+    took, got = until_closed(tls, 10)
+    assert took is not None and got.startswith(b"HTTP/1.1 408 ") and 1.5 < took < 6, (took, got[:100])
     tls.close()
     m = requests.get(https(s, "/metrics"), verify=ca, auth=("alice", PASSWORD), timeout=5).text
     assert 'qualitygate_http_read_timeouts_total{stage="body"} 1.0' in m

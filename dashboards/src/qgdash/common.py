@@ -190,12 +190,6 @@ def compose(
     return board
 
 
-LEGEND_TABLE = (
-    common.VizLegendOptions()
-    .display_mode(common_model.LegendDisplayMode.TABLE)
-    .placement(common_model.LegendPlacement.BOTTOM)
-    .show_legend(True)
-)
 LEGEND_LIST = (
     common.VizLegendOptions()
     .display_mode(common_model.LegendDisplayMode.LIST)
