@@ -100,10 +100,13 @@ def status_color(status: str) -> str:
             "in_progress": "yellow", "pending": "lightgrey", "not_started": "lightgrey"}.get(status, "lightgrey")
 
 
-def percent(ratio: float) -> str:
-    """A completion ratio as a badge percentage (never rounds up to 100%)."""
-    value = math.floor(float(ratio) * 1000) / 10
-    return f"{value:.0f}%" if value == int(value) else f"{value:.1f}%"
+def percent(ratio: float, decimals: int = 1) -> str:
+    """A completion ratio as a percentage with at most `decimals` decimals, cut rather than
+    rounded: 199 of 200 gates is "99.5%" or "99%", never "100%" (badges, reports, trackers and the
+    status page all use this). The inner round() keeps 0.29 * 100 = 28.999... from becoming 28."""
+    scale = 10**decimals
+    value = math.floor(round(float(ratio) * 100 * scale, 6)) / scale
+    return f"{value:.0f}%" if value == int(value) else f"{value:.{decimals}f}%"
 
 
 # --- badges of a status document (the HTTP routes call these; None means 404) -----------------

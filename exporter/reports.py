@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
+from exporter.badges import percent
 from exporter.expect import format_number
 
 log = logging.getLogger("qualitygate.reports")
@@ -165,7 +166,7 @@ def _markdown_one(doc: Mapping[str, Any]) -> str:
     total = len(gates)
     ok = passed == total
     title = _cell(str(doc.get("title") or doc.get("tracker") or "tracker"))
-    pct = f"{passed / total * 100:.0f}%" if total else "n/a"
+    pct = percent(passed / total, 0) if total else "n/a"
     out = [f"### {'✅' if ok else '❌'} Quality gates: {title}: {passed} of {total} passed ({pct})", ""]
     out += ["| Tier | ✅ Pass | ❌ Fail | ⚠️ Error | ⏳ Pending | Total |", "|---|---:|---:|---:|---:|---:|"]
     q = doc.get("quality_gates") or {}

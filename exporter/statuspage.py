@@ -26,6 +26,7 @@ import markupsafe
 from aiohttp import web
 
 from exporter import __version__
+from exporter.badges import percent
 from exporter.config import TIERS, Config, Gate
 from exporter.durations import format_duration
 from exporter.expect import Condition, format_number
@@ -492,7 +493,7 @@ def make_environment() -> jinja2.Environment:
     """The template environment: package templates, autoescaping on for everything."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("exporter", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["pct"] = lambda r: f"{100 * r:.0f} %"
+    env.filters["pct"] = lambda r: percent(r, 0).replace("%", " %")
     env.filters["rfc3339"] = rfc3339
     env.filters["utc"] = utc_text
     env.filters["duration"] = format_duration

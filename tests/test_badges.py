@@ -80,6 +80,9 @@ def test_colours():
                                       "not_started", "bogus")] == [
         "brightgreen", "red", "orange", "lightgrey", "brightgreen", "yellow", "lightgrey", "lightgrey"]
     assert percent(0.9999) == "99.9%" and percent(1.0) == "100%" and percent(1 / 3) == "33.3%"
+    # cut, not rounded, at any precision; and no float artefacts (0.29 * 100 is 28.999...)
+    assert percent(199 / 200, 0) == "99%" and percent(0.29) == "29%" and percent(0.57, 0) == "57%"
+    assert percent(0.025, 1) == "2.5%" and percent(0.0) == "0%"
 
 
 def test_status_badges():

@@ -12,6 +12,7 @@ import re
 import shlex
 from typing import Any
 
+from exporter.badges import percent
 from exporter.expect import format_number, parse_condition
 
 TIER_PHASE_ID = "quality-gate-status"
@@ -214,10 +215,10 @@ def _group_word(gates: list[dict[str, Any]]) -> str:
 
 def _pct(ratio: Any) -> str:
     try:
-        value = float(ratio) * 100
+        value = float(ratio)
     except (TypeError, ValueError):
         return "?"
-    return f"{value:.0f}%" if value == int(value) or value >= 10 else f"{value:.1f}%"
+    return percent(value, 0 if value >= 0.1 else 1)
 
 
 def _value(value: Any, expect: list[str]) -> str:
