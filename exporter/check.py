@@ -18,9 +18,9 @@ from exporter.model import PASS, Result
 from exporter.probes import ProbeContext
 from exporter.probes.http import new_session
 from exporter.state import State
-from exporter.status import progress_status
+from exporter.status import BLOCKING_TIERS, progress_status
 
-DEFAULT_TIERS = ("critical", "important")
+DEFAULT_TIERS = BLOCKING_TIERS  # what fails a build is what blocks a release
 # Gates that read history are evaluated after the others, so they see this run's results too.
 _SECOND_PASS = ("uptime", "manual")
 

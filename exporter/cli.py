@@ -178,6 +178,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     configs = load_configs(args.config_files)
     parts = []
+    store = _open_store(args.storage, read_only=True) if args.storage and not args.from_url else None
     for config in configs:
         if args.from_url:
             from exporter.tracker.fetch import FetchError, fetch_status
@@ -188,7 +189,6 @@ def cmd_render(args: argparse.Namespace) -> int:
                 raise UsageError(str(exc)) from None
             source = args.from_url
         else:
-            store = _open_store(args.storage, read_only=True) if args.storage else None
             history = store.history(config.tracker, None) if store else None
             status = asyncio.run(run_check(config, args.concurrency, history)).status()
             source = "a one-shot evaluation"
@@ -301,8 +301,7 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
     shard = (args.shard_index, args.shard_count) if args.shard_count is not None else None
     runtime = Runtime(list(args.config_files), max_concurrency=args.concurrency, shard=shard,
                       watch_interval=args.watch_seconds)
-    if getattr(args, "storage", None) is not False:
-        runtime.store = _maybe_store(args)
+    runtime.store = _maybe_store(args)
     # Restore state first, listen next, evaluate last: gates that probe this exporter itself
     # (the example tracker's do) must find it listening on their first run.
     runtime.prepare(configs)

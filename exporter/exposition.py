@@ -35,7 +35,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from exporter import __version__
 from exporter.config import TIERS, Config, Gate
-from exporter.model import ERROR, FAIL, OUTCOMES, PASS, PENDING
+from exporter.model import ERROR, OUTCOMES, PASS, PENDING, STATUSES
 from exporter.state import GateState, State
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -97,7 +97,6 @@ CONTRACT_METRICS = (
     "qualitygate_build_info", "qualitygate_config_last_reload_successful",
     "qualitygate_config_last_reload_success_timestamp_seconds",
 )
-STATUSES = (PASS, FAIL, ERROR, PENDING)
 
 
 def escape(value: str) -> str:

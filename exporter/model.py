@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 PASS, FAIL, ERROR, PENDING = "pass", "fail", "error", "pending"
 OUTCOMES = (PASS, FAIL, ERROR)
+STATUSES = (*OUTCOMES, PENDING)  # what a gate can show: an outcome, or none yet
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,8 +200,11 @@ class Runtime:
             await asyncio.sleep(COMPACT_EVERY)
             now = time.time()
             for name, config in list(self.trackers.items()):
+                state = self.states.get(name)
+                if state is None:
+                    continue
                 keep = retention(config)
-                for i, st in enumerate(list(self.states.get(name, State()).gates.values())):
+                for i, st in enumerate(list(state.gates.values())):
                     st.compact(now, keep)
                     if i % 1000 == 999:
                         await asyncio.sleep(0)  # 10,000 gates must not stall scrapes

@@ -47,7 +47,6 @@ class Scheduler:
         self._generation: dict[tuple[str, str], int] = {}
         self._phase: dict[tuple[str, str], float] = {}  # gates before their first run: where their slots lie
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._dispatched: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
         self._seq = 0
         # Lag samples per second of the last minute: compact arrays, not a tuple per evaluation.
@@ -100,7 +99,6 @@ class Scheduler:
         self._phase.pop(gid, None)
         self._waiting.pop(gid, None)  # its queue entry is dropped when it comes up (old generation)
         self._generation[gid] = self._generation.get(gid, 0) + 1
-        self._dispatched.discard(gid)
         task = self._running.pop(gid, None)
         if task:
             task.cancel()
@@ -111,8 +109,8 @@ class Scheduler:
 
     @property
     def ready(self) -> bool:
-        """Every configured gate has had its first evaluation started."""
-        return self._dispatched.issuperset(self._gates)
+        """Every configured gate has had its first evaluation dispatched (its first slot is used up)."""
+        return not self._phase
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -161,7 +159,6 @@ class Scheduler:
             self.skipped += 1
             return
         # (A queued run of an older generation, superseded by trigger(), is replaced by this one.)
-        self._dispatched.add(gid)
         if len(self._running) < self._max:
             self._waiting.pop(gid, None)
             self._start(gid, gate, due, now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import struct
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from exporter.model import ERROR, FAIL, OUTCOMES, PASS, PENDING, Result
@@ -74,10 +74,6 @@ class ResultRing:
     def __getitem__(self, index: int) -> Result:
         return self._unpack(self._items[index])
 
-    @property
-    def maxlen(self) -> int | None:
-        """How many results are kept."""
-        return self._items.maxlen
 
 
 @dataclass
@@ -90,7 +86,6 @@ class GateState:
     counts: dict[str, int] = field(default_factory=lambda: {PASS: 0, FAIL: 0, ERROR: 0})
     history: ResultRing = field(default_factory=ResultRing)
     buckets: dict[int, list[int]] = field(default_factory=dict)  # bucket start -> [passed, total]
-    version: int = 0
 
     @property
     def status(self) -> str:
@@ -119,15 +114,11 @@ class GateState:
         self.buckets = merged
 
 
-Listener = Callable[[str, GateState, Result, str], None]  # gate id, state, result, previous status
-
-
 class State:
-    """Every gate's state, keyed by gate id; notifies listeners of each new result."""
+    """Every gate's state, keyed by gate id."""
 
     def __init__(self) -> None:
         self.gates: dict[str, GateState] = {}
-        self.listeners: list[Listener] = []
 
     def get(self, gate_id: str) -> GateState:
         """The state of a gate, created pending on first use."""
@@ -156,9 +147,6 @@ class State:
         b = st.buckets.setdefault(bucket_start(result.started, result.started), [0, 0])
         b[0] += result.passed
         b[1] += 1
-        st.version += 1
-        for listener in self.listeners:
-            listener(result.gate, st, result, previous)
         return st
 
     def pass_ratio(self, gate_id: str, window: float, now: float) -> tuple[int, int]:

@@ -30,11 +30,10 @@ from exporter.badges import percent
 from exporter.config import TIERS, Config, Gate
 from exporter.durations import format_duration
 from exporter.expect import Condition, format_number
-from exporter.model import ERROR, FAIL, PASS, PENDING
+from exporter.model import ERROR, FAIL, PASS, PENDING, STATUSES
 from exporter.state import GateState, State
 from exporter.status import progress_status, rfc3339
 
-STATUSES = (PASS, FAIL, ERROR, PENDING)
 STATUS_LABELS = {PASS: "Pass", FAIL: "Fail", ERROR: "Error", PENDING: "Pending"}
 REFRESH_SECONDS = 10
 ASSET_TYPES = {"status.css": "text/css", "status.js": "text/javascript", "favicon.svg": "image/svg+xml"}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import datetime
 import json
 import logging
 import os
@@ -26,7 +25,8 @@ from exporter.exposition import simple
 from exporter.log import kv
 from exporter.model import ERROR, FAIL, PASS, Result
 from exporter.state import _TIERS as TIERS  # the same coarsening as memory, so both agree after a restart
-from exporter.state import HISTORY, GateState, State
+from exporter.state import HISTORY, GateState, State, bucket_start
+from exporter.status import rfc3339
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -110,9 +110,7 @@ class Attestation:
 
     def to_json(self) -> dict[str, Any]:
         """The API form."""
-        at = datetime.datetime.fromtimestamp(self.at, datetime.UTC)
-        return {"value": self.value, "note": self.note, "by": self.by,
-                "at": at.isoformat(timespec="seconds").replace("+00:00", "Z"), "at_seconds": self.at}
+        return {"value": self.value, "note": self.note, "by": self.by, "at": rfc3339(self.at), "at_seconds": self.at}
 
 
 def retention(config: Config) -> float:
@@ -356,7 +354,6 @@ class Store:
             if entry is not None:
                 entry[1].buckets = {start: [passed, total] for start, passed, total in zip(*columns, strict=True)}
         for gate, st in gates.values():
-            st.version += 1
             state.gates[gate] = st
         return len(gates)
 
@@ -608,7 +605,6 @@ class _Writer:
     def write_results(self, db: sqlite3.Connection, results: list[tuple[str, Result]]) -> None:
         """Evaluation results, three statements for the lot (executemany keeps the loop in C)."""
         gate_rows, history_rows, bucket_rows = [], [], []
-        size = TIERS[0][1]
         for tracker, r in results:
             gid = self.gid(db, tracker, r.gate)
             seq = self.seqs[gid] = self.seqs[gid] + 1
@@ -617,7 +613,7 @@ class _Writer:
             gate_rows.append((r.outcome, r.started, r.outcome, r.started, r.duration, meas, r.message, passed,
                               r.started, passed, r.outcome == FAIL, r.outcome == ERROR, seq, gid))
             history_rows.append((gid, seq % HISTORY, seq, r.started, r.duration, r.outcome, meas, r.message))
-            bucket_rows.append((gid, int(r.started // size * size), int(passed)))
+            bucket_rows.append((gid, bucket_start(r.started, r.started), int(passed)))  # as State.record does
         db.executemany(
             "UPDATE gates SET since = CASE WHEN outcome IS ? THEN since ELSE ? END, outcome = ?, started = ?, "
             "duration = ?, measurements = ?, message = ?, last_pass = CASE WHEN ? THEN ? ELSE last_pass END, "
