@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -45,24 +43,13 @@ class CheckRun:
 
 def select(config: Config, tiers: tuple[str, ...], gate_ids: tuple[str, ...]) -> Config:
     """The config restricted to gates of the tiers (or named by id); empty steps and phases dropped."""
-    def keep(g: Gate) -> bool:
-        return g.id in gate_ids if gate_ids else g.tier in tiers
-
-    phases = []
-    for p in config.phases:
-        steps = tuple(dataclasses.replace(s, gates=tuple(g for g in s.gates if keep(g))) for s in p.steps)
-        steps = tuple(s for s in steps if s.gates)
-        if steps:
-            phases.append(dataclasses.replace(p, steps=steps))
-    gates = tuple(g for p in phases for s in p.steps for g in s.gates)
-    return dataclasses.replace(config, phases=tuple(phases), gates=gates)
+    return config.restrict(lambda g: g.id in gate_ids if gate_ids else g.tier in tiers)
 
 
 async def run_check(config: Config, concurrency: int = 32, history: Any = None) -> CheckRun:
     """Evaluate every gate of the config once."""
     state = State()
     sem = asyncio.Semaphore(concurrency)
-    base_dir = os.path.dirname(os.path.abspath(config.source))
     sessions: dict[bool, aiohttp.ClientSession] = {}
 
     def session(insecure: bool) -> aiohttp.ClientSession:
@@ -73,7 +60,7 @@ async def run_check(config: Config, concurrency: int = 32, history: Any = None) 
     async def one(gate: Gate) -> Result:
         ctx = ProbeContext(gate_id=gate.id, timeout=gate.timeout, session=session,
                            prometheus_url=config.prometheus_url, history=history or None,
-                           uptime_window=config.uptime_window, base_dir=base_dir)
+                           uptime_window=config.uptime_window, base_dir=config.base_dir)
         async with sem:
             result = await evaluate(gate, ctx)
         state.record(result)

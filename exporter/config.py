@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from yaml.resolver import Resolver
 
 from exporter.expect import Condition, parse_condition
 from exporter.probes import KINDS
-from exporter.schema import MISSING, ConfigError, Duration, Issue, Reader, Url, opt
+from exporter.schema import MISSING, ConfigError, Duration, Issue, Reader, Url, child, key_node, opt
 
 TIERS = ("critical", "important", "enhancement")
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -162,12 +163,27 @@ class Config:
     prometheus_url: str | None
     phases: tuple[Phase, ...]
     source: str
-    gates: tuple[Gate, ...] = field(default=())
     tracker_line: int = field(default=1, compare=False)
+    # Derived from `phases`, so that a restricted copy (check --tier, a shard) cannot disagree.
+    gates: tuple[Gate, ...] = field(init=False, repr=False, compare=False)
     by_id: dict[str, Gate] = field(init=False, repr=False, compare=False)
+    base_dir: str = field(init=False, repr=False, compare=False)  # relative probe paths start here
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "by_id", {g.id: g for g in self.gates})
+        gates = tuple(g for p in self.phases for s in p.steps for g in s.gates)
+        object.__setattr__(self, "gates", gates)
+        object.__setattr__(self, "by_id", {g.id: g for g in gates})
+        object.__setattr__(self, "base_dir", os.path.dirname(os.path.abspath(self.source)))
+
+    def restrict(self, keep: Callable[[Gate], bool]) -> Config:
+        """This config with only the gates `keep` accepts; steps and phases left empty are dropped."""
+        phases = []
+        for p in self.phases:
+            steps = tuple(dataclasses.replace(s, gates=tuple(g for g in s.gates if keep(g))) for s in p.steps)
+            steps = tuple(s for s in steps if s.gates)
+            if steps:
+                phases.append(dataclasses.replace(p, steps=steps))
+        return dataclasses.replace(self, phases=tuple(phases))
 
     def gate(self, gate_id: str) -> Gate | None:
         """A gate by id, or None."""
@@ -348,19 +364,11 @@ def _parse_config(text: str, path: str, env: dict[str, str] | None) -> Config:
 def _gate_nodes(root: yaml.MappingNode) -> list[tuple[str, yaml.Node]]:
     """The raw gate nodes with their key paths (gates are read by hand: one probe key each)."""
     out = []
-    for pi, phase in enumerate(_seq(_get(root, "phases"))):
-        for si, step in enumerate(_seq(_get(phase, "steps"))):
-            for gi, gate in enumerate(_seq(_get(step, "gates"))):
+    for pi, phase in enumerate(_seq(child(root, "phases"))):
+        for si, step in enumerate(_seq(child(phase, "steps"))):
+            for gi, gate in enumerate(_seq(child(step, "gates"))):
                 out.append((f"phases[{pi}].steps[{si}].gates[{gi}]", gate))
     return out
-
-
-def _get(node: yaml.Node | None, name: str) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.value == name:
-                return v
-    return None
 
 
 def _seq(node: yaml.Node | None) -> list[yaml.Node]:
@@ -371,24 +379,24 @@ def _resolve(doc: TrackerDoc, root: yaml.MappingNode, gate_nodes: list[tuple[str
              reader: Reader) -> Config:
     defaults = doc.defaults
     if defaults.timeout > defaults.interval:
-        reader.error(_value_node(_get(root, "defaults"), "timeout"), "defaults.timeout",
+        reader.error(key_node(child(root, "defaults"), "timeout"), "defaults.timeout",
                      "timeout must not exceed interval")
-    phase_nodes = _seq(_get(root, "phases"))
+    phase_nodes = _seq(child(root, "phases"))
     nodes = iter(gate_nodes)
     phases: list[Phase] = []
     gates: list[Gate] = []
-    seen_gates: dict[str, str] = {}
+    seen_gates: dict[str, tuple[str, yaml.Node]] = {}  # gate id -> its key and node, for later errors
     seen_phases: set[str] = set()
     for pi, p in enumerate(doc.phases):
         if p.id in seen_phases:
-            reader.error(_value_node(phase_nodes[pi], "id"), f"phases[{pi}].id", f"duplicate phase id {p.id!r}")
+            reader.error(key_node(phase_nodes[pi], "id"), f"phases[{pi}].id", f"duplicate phase id {p.id!r}")
         seen_phases.add(p.id)
         steps = []
         seen_steps: set[str] = set()
         for si, s in enumerate(p.steps):
             if s.id in seen_steps:
-                step_node = _seq(_get(phase_nodes[pi], "steps"))[si]
-                reader.error(_value_node(step_node, "id"), f"phases[{pi}].steps[{si}].id",
+                step_node = _seq(child(phase_nodes[pi], "steps"))[si]
+                reader.error(key_node(step_node, "id"), f"phases[{pi}].steps[{si}].id",
                              f"duplicate step id {s.id!r} in phase {p.id!r}")
             seen_steps.add(s.id)
             step_gates = []
@@ -398,10 +406,10 @@ def _resolve(doc: TrackerDoc, root: yaml.MappingNode, gate_nodes: list[tuple[str
                 if gate is None:
                     continue
                 if gate.id in seen_gates:
-                    reader.error(_value_node(node, "id"), f"{key}.id",
-                                 f"duplicate gate id {gate.id!r} (first at {seen_gates[gate.id]})")
+                    reader.error(key_node(node, "id"), f"{key}.id",
+                                 f"duplicate gate id {gate.id!r} (first at {seen_gates[gate.id][0]})")
                     continue
-                seen_gates[gate.id] = key
+                seen_gates[gate.id] = (key, node)
                 step_gates.append(gate)
             steps.append(Step(s.id, s.title or s.id, s.team or "", p.id, tuple(step_gates)))
             gates.extend(step_gates)
@@ -409,17 +417,15 @@ def _resolve(doc: TrackerDoc, root: yaml.MappingNode, gate_nodes: list[tuple[str
 
     by_id = {g.id: g for g in gates}
     for g in gates:
+        key, node = seen_gates[g.id]
         if g.kind == "promql" and not g.spec.url and doc.prometheus is None:
-            reader.error(_line_node(g.line), _gate_key(gate_nodes, g, ".promql.url"),
-                         "no url, and the config has no prometheus.url")
+            reader.error(node, key + ".promql.url", "no url, and the config has no prometheus.url")
         if g.kind == "uptime":
             target = by_id.get(g.spec.gate)
             if target is None:
-                reader.error(_line_node(g.line), _gate_key(gate_nodes, g, ".uptime.gate"),
-                             f"no gate with id {g.spec.gate!r}")
+                reader.error(node, key + ".uptime.gate", f"no gate with id {g.spec.gate!r}")
             elif target.kind == "uptime" or target.id == g.id:
-                reader.error(_line_node(g.line), _gate_key(gate_nodes, g, ".uptime.gate"),
-                             f"gate {g.spec.gate!r} is itself an uptime gate")
+                reader.error(node, key + ".uptime.gate", f"gate {g.spec.gate!r} is itself an uptime gate")
     return Config(
         tracker=doc.tracker,
         title=doc.title or doc.tracker,
@@ -427,34 +433,8 @@ def _resolve(doc: TrackerDoc, root: yaml.MappingNode, gate_nodes: list[tuple[str
         prometheus_url=doc.prometheus.url if doc.prometheus else None,
         phases=tuple(phases),
         source=reader.file,
-        gates=tuple(gates),
-        tracker_line=_value_node(root, "tracker").start_mark.line + 1,
+        tracker_line=key_node(root, "tracker").start_mark.line + 1,
     )
-
-
-class _LineNode:
-    """Stands in for a node when only the line is known."""
-
-    def __init__(self, line: int):
-        self.start_mark = yaml.Mark("", 0, line - 1, 0, None, None)
-
-
-def _line_node(line: int) -> Any:
-    return _LineNode(line)
-
-
-def _gate_key(nodes: list[tuple[str, yaml.Node]], gate: Gate, suffix: str) -> str:
-    for key, node in nodes:
-        if node.start_mark.line + 1 == gate.line:
-            return key + suffix
-    return gate.id + suffix
-
-
-def _value_node(node: yaml.Node | None, name: str) -> Any:
-    for k, _ in node.value if isinstance(node, yaml.MappingNode) else ():
-        if isinstance(k, yaml.ScalarNode) and k.value == name:
-            return k
-    return node
 
 
 def _read_gate(node: yaml.Node, key: str, reader: Reader, doc: TrackerDoc, phase: str, step: str,
@@ -482,17 +462,17 @@ def _read_gate(node: yaml.Node, key: str, reader: Reader, doc: TrackerDoc, phase
     interval = common.interval if common.interval is not None else defaults.interval
     timeout = common.timeout if common.timeout is not None else defaults.timeout
     if interval <= 0:
-        reader.error(_value_node(node, "interval"), f"{key}.interval", "interval must be positive")
+        reader.error(key_node(node, "interval"), f"{key}.interval", "interval must be positive")
     if timeout <= 0:
-        reader.error(_value_node(node, "timeout"), f"{key}.timeout", "timeout must be positive")
+        reader.error(key_node(node, "timeout"), f"{key}.timeout", "timeout must be positive")
     elif timeout > interval:
         where = "timeout" if common.timeout is not None else "interval"
-        reader.error(_value_node(node, where), f"{key}.{where}", "timeout must not exceed interval")
+        reader.error(key_node(node, where), f"{key}.{where}", "timeout must not exceed interval")
 
     raw = common.expect
     texts = [raw] if isinstance(raw, str) else list(raw or ())
     conditions = []
-    expect_node = _get(node, "expect")
+    expect_node = child(node, "expect")
     for i, text in enumerate(texts):
         sub = f"{key}.expect" if isinstance(raw, str) else f"{key}.expect[{i}]"
         item_node = expect_node.value[i] if isinstance(expect_node, yaml.SequenceNode) else expect_node

@@ -34,6 +34,7 @@ class Condition:
     op: str
     threshold: float
     text: str
+    unit: str = ""  # as written (`%`, `ms`, ...), for showing values the way the user wrote them
 
     def holds(self, value: float) -> bool:
         """Whether a measured value satisfies this condition."""
@@ -63,7 +64,7 @@ def parse_condition(text: object) -> Condition:
         threshold = float(number) * UNITS.get(match["unit"] or "", 1.0)
     if not math.isfinite(threshold):
         raise ValueError(f"invalid expect condition {text!r}: number is not finite")
-    return Condition(match["measurement"] or "value", match["op"], threshold, text.strip())
+    return Condition(match["measurement"] or "value", match["op"], threshold, text.strip(), match["unit"] or "")
 
 
 def format_number(value: float) -> str:

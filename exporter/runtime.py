@@ -227,7 +227,7 @@ class Runtime:
             prometheus_url=config.prometheus_url,
             history=self.history(gate.tracker),
             uptime_window=config.uptime_window,
-            base_dir=os.path.dirname(os.path.abspath(config.source)),
+            base_dir=config.base_dir,
         )
 
     def history(self, tracker: str) -> Any:

@@ -260,7 +260,7 @@ class Reader:
             return _MISSING
         obj = cls(**values)
         for sub, message in getattr(obj, "problems", lambda: [])():
-            self.error(_find(node, sub), _join(key, sub) if sub else key, message)
+            self.error(key_node(node, sub), _join(key, sub) if sub else key, message)
             bad = True
         return _MISSING if bad else obj
 
@@ -271,11 +271,21 @@ def _class_info(cls: Any) -> tuple[dict[str, Any], dict[str, dataclasses.Field[A
     return typing.get_type_hints(cls, include_extras=True), {f.name: f for f in dataclasses.fields(cls) if f.init}
 
 
-def _find(node: yaml.MappingNode, name: str) -> yaml.Node:
-    """The value node of a key, for pointing an issue at its line (the mapping if absent)."""
-    for k_node, _ in node.value:
-        if isinstance(k_node, yaml.ScalarNode) and k_node.value == name:
-            return k_node
+def child(node: yaml.Node | None, name: str) -> yaml.Node | None:
+    """The value node of a mapping's key `name`, or None (also when `node` is not a mapping)."""
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == name:
+                return v
+    return None
+
+
+def key_node(node: yaml.Node | None, name: str) -> Any:
+    """The key node `name` of a mapping, for pointing an issue at its line (`node` itself if absent)."""
+    if isinstance(node, yaml.MappingNode):
+        for k, _ in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == name:
+                return k
     return node
 
 

@@ -9,7 +9,6 @@ about 1/(N+1) of them, the minimum any scheme can move; no other key changes sha
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 from exporter.config import Config, Gate
@@ -41,12 +40,4 @@ def shard_config(config: Config, index: int, count: int) -> Config:
     """The part of a config that shard `index` of `count` evaluates and exports."""
     if count <= 1:
         return config
-    mine = {g.id for g in config.gates if shard_of(gate_key(config, g), count) == index}
-    phases = []
-    for p in config.phases:
-        steps = tuple(dataclasses.replace(s, gates=tuple(g for g in s.gates if g.id in mine)) for s in p.steps)
-        steps = tuple(s for s in steps if s.gates)
-        if steps:
-            phases.append(dataclasses.replace(p, steps=steps))
-    gates = tuple(g for g in config.gates if g.id in mine)
-    return dataclasses.replace(config, phases=tuple(phases), gates=gates)
+    return config.restrict(lambda g: shard_of(gate_key(config, g), count) == index)

@@ -14,7 +14,6 @@ import functools
 import hashlib
 import importlib.resources
 import math
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from exporter import __version__
 from exporter.badges import percent
 from exporter.config import TIERS, Config, Gate
 from exporter.durations import format_duration
-from exporter.expect import Condition, format_number
+from exporter.expect import UNITS, Condition, format_number
 from exporter.model import ERROR, FAIL, PASS, PENDING, STATUSES
 from exporter.state import GateState, State
 from exporter.status import progress_status, rfc3339
@@ -56,8 +55,6 @@ DEFAULT_EXPECTATION = {
     "file": "the file to exist",
     "manual": "a fresh attestation",
 }
-_UNIT_RE = re.compile(r"(ms|%|s|m|h|d)\s*$")
-_UNIT_FACTORS = {"%": 0.01, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _UNIT_NAMES = {"%": "%", "ms": "ms", "s": "s", "m": "min", "h": "h", "d": "d"}
 
 
@@ -139,8 +136,7 @@ def measurement_kind(gate: Gate, measurement: str) -> str:
 
 def written_unit(cond: Condition) -> str | None:
     """The unit as written at the end of the condition (`%`, `ms`, `s`, `m`, `h`, `d`), if any."""
-    match = _UNIT_RE.search(cond.text)
-    return match.group(1) if match else None
+    return cond.unit or None
 
 
 def display_unit(kind: str, written: str | None, scale: float | None) -> str | None:
@@ -166,8 +162,8 @@ def format_in(value: float, unit: str | None, exact: bool = False) -> str:
         return str(value)
     if unit == "bytes":
         return _bytes(value)
-    if unit in _UNIT_FACTORS:
-        scaled = value / _UNIT_FACTORS[unit]
+    if unit in UNITS:
+        scaled = value / UNITS[unit]
         if exact:
             text = format_number(round(scaled, 9))
         elif unit == "%":
@@ -223,7 +219,7 @@ def checks(gate: Gate, measurements: Mapping[str, float]) -> list[Check]:
         unit = display_unit(kind, written_unit(cond), cond.threshold)
         got = measurements.get(cond.measurement)
         value_unit = unit
-        if got is not None and kind == "time" and unit in _UNIT_FACTORS and 0 < abs(got) / _UNIT_FACTORS[unit] < 1:
+        if got is not None and kind == "time" and unit in UNITS and 0 < abs(got) / UNITS[unit] < 1:
             value_unit = display_unit(kind, None, got)  # `12.0 h < 1 d` reads better than `0.500 d`
         out.append(Check(cond.measurement, format_in(got, value_unit) if got is not None else None, cond.op,
                          format_in(cond.threshold, unit, exact=True), cond.holds(got) if got is not None else None))

@@ -41,7 +41,7 @@ import yaml
 from aiohttp import web
 
 from exporter.log import kv
-from exporter.schema import MISSING, ConfigError, FilePath, Issue, Reader, opt
+from exporter.schema import MISSING, ConfigError, FilePath, Issue, Reader, child, key_node, opt
 
 log = logging.getLogger("qualitygate.web")
 
@@ -207,37 +207,21 @@ def parse_web_config(text: str, path: str = "<web-config>", env: Mapping[str, st
     _unsupported(reader, root, "", UNSUPPORTED_TOP)
     doc = reader.dataclass(root, WebConfigDoc, "", skip=frozenset(UNSUPPORTED_TOP))
     # Sections are read from their nodes even when another one is bad: every issue at once.
-    tls = _read_tls(reader, _child(root, "tls_server_config"))
-    users = _read_users(reader, _child(root, "basic_auth_users"))
-    _check_header_lines(reader, _child(_child(root, "http_server_config"), "headers"))
+    tls = _read_tls(reader, child(root, "tls_server_config"))
+    users = _read_users(reader, child(root, "basic_auth_users"))
+    _check_header_lines(reader, child(child(root, "http_server_config"), "headers"))
     http = HTTPServerConfig() if doc is MISSING or doc.http_server_config is None else doc.http_server_config
     if reader.issues:
         raise ConfigError(reader.issues)
     reloading = None
     if tls is not None:
-        reloading = _ReloadingTLS(tls, root_tls=_child(root, "tls_server_config"), reader=reader)
+        reloading = _ReloadingTLS(tls, root_tls=child(root, "tls_server_config"), reader=reader)
         if reader.issues:
             raise ConfigError(reader.issues)
-    if _child(_child(root, "http_server_config"), "http2") is not None:
+    if child(child(root, "http_server_config"), "http2") is not None:
         log.info("http_server_config.http2 is accepted for compatibility and ignored: the server speaks HTTP/1.1",
                  extra=kv(file=path))
     return WebConfig(path, tls, http, types.MappingProxyType(users), reloading)
-
-
-def _child(node: yaml.Node | None, name: str) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.value == name:
-                return v
-    return None
-
-
-def _key_node(node: yaml.Node | None, name: str) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        for k, _ in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.value == name:
-                return k
-    return node
 
 
 def _unsupported(reader: Reader, node: yaml.MappingNode, key: str, names: Mapping[str, str]) -> None:
@@ -341,7 +325,7 @@ class _ReloadingTLS:
         if isinstance(built, list):
             for name, message in built:
                 if reader is not None:
-                    reader.error(_key_node(root_tls, name), f"tls_server_config.{name}", message)
+                    reader.error(key_node(root_tls, name), f"tls_server_config.{name}", message)
             return
         built.sni_callback = self._on_hello
         self.context = self.current = built

@@ -13,7 +13,7 @@ import shlex
 from typing import Any
 
 from exporter.badges import percent
-from exporter.expect import format_number, parse_condition
+from exporter.expect import UNITS, format_number, parse_condition
 
 TIER_PHASE_ID = "quality-gate-status"
 TIER_HEADINGS = {
@@ -236,10 +236,8 @@ def _value(value: Any, expect: list[str]) -> str:
             continue
         if cond.measurement != "value":
             continue
-        unit = re.search(r"(%|ms|s|m|h|d)\s*$", text)
-        scale = {"%": 0.01, "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-        if unit:
-            return f"{format_number(round(v / scale[unit[1]], 4))}{unit[1]}"
+        if cond.unit:
+            return f"{format_number(round(v / UNITS[cond.unit], 4))}{cond.unit}"
         break
     return format_number(v)
 
