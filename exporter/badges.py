@@ -27,7 +27,8 @@ _WIDTHS = {
     **{d: 7.0 for d in "0123456789"},
 }
 _HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
-_XML_BAD = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Characters XML 1.0 cannot carry: dropped from badges and from JUnit reports.
+XML_BAD = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 MAX_TEXT = 64  # a badge is a glance, not a paragraph
 CONTENT_TYPE = "image/svg+xml; charset=utf-8"
 # Live status: caches (GitHub's image proxy included) must revalidate on every view.
@@ -79,7 +80,7 @@ def badge_svg(label: str, message: str, color: str) -> str:
 
 
 def _text(text: str) -> str:
-    out = re.sub(r"\s+", " ", _XML_BAD.sub("", str(text))).strip()
+    out = re.sub(r"\s+", " ", XML_BAD.sub("", str(text))).strip()
     return out if len(out) <= MAX_TEXT else out[: MAX_TEXT - 1] + "…"
 
 

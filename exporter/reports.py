@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.badges import percent
+from exporter.badges import XML_BAD, percent
 from exporter.expect import format_number
 
 log = logging.getLogger("qualitygate.reports")
@@ -29,7 +29,6 @@ _ORDER = {"fail": 0, "error": 1, "pending": 2, "pass": 3}
 _TIER_ORDER = {"critical": 0, "important": 1, "enhancement": 2}
 # Past this many rows a PR comment nears GitHub's 65,536-character limit.
 MAX_ROWS = 200
-_XML_BAD = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def trackers(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -144,7 +143,7 @@ def _value(value: Any) -> str:
 
 def _xml(text: str) -> str:
     """Text XML 1.0 can carry (control characters dropped)."""
-    return _XML_BAD.sub("", text)
+    return XML_BAD.sub("", text)
 
 
 def _one_line(text: str, limit: int) -> str:

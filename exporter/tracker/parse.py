@@ -70,7 +70,6 @@ class PhaseSection:
     number: int | None
     claimed_status: str = ""
     claimed_completion: str = ""
-    direct: StepSection | None = None  # gates written directly under the phase heading
 
 
 @dataclass(frozen=True)
@@ -289,8 +288,7 @@ def parse(text: str) -> TrackerModel:
             fields = _read_body(holder, sec, model)
             phase.claimed_status = status or fields.get("status", "")
             phase.claimed_completion = fields.get("completion", "")
-            if holder.claims or holder.checks:
-                phase.direct = holder
+            if holder.claims or holder.checks:  # gates written directly under the phase heading
                 model.steps.append(holder)
             continue
 

@@ -14,8 +14,9 @@ from typing import Any
 
 from exporter.badges import percent
 from exporter.expect import UNITS, format_number, parse_condition
+from exporter.status import progress_word
+from exporter.tracker.importer import TIER_PHASE_ID
 
-TIER_PHASE_ID = "quality-gate-status"
 TIER_HEADINGS = {
     "critical": "Critical Gates (Must Pass)",
     "important": "Important Gates (Should Pass)",
@@ -209,8 +210,7 @@ def _group_word(gates: list[dict[str, Any]]) -> str:
     """COMPLETED only when there are gates and every one passed."""
     if not gates:
         return "NO GATES"
-    passed = sum(g.get("status") == "pass" for g in gates)
-    return _WORD["complete" if passed == len(gates) else "in_progress" if passed else "not_started"]
+    return _WORD[progress_word(sum(g.get("status") == "pass" for g in gates), len(gates))]
 
 
 def _pct(ratio: Any) -> str:
