@@ -6,15 +6,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-import aiohttp
-
 from exporter.config import Config, Gate
 from exporter.durations import format_duration
 from exporter.evaluate import evaluate
 from exporter.expect import format_number
 from exporter.model import PASS, Result
 from exporter.probes import ProbeContext
-from exporter.probes.http import new_session
+from exporter.probes.http import Sessions
 from exporter.state import State
 from exporter.status import BLOCKING_TIERS, progress_status
 
@@ -50,15 +48,10 @@ async def run_check(config: Config, concurrency: int = 32, history: Any = None) 
     """Evaluate every gate of the config once."""
     state = State()
     sem = asyncio.Semaphore(concurrency)
-    sessions: dict[bool, aiohttp.ClientSession] = {}
-
-    def session(insecure: bool) -> aiohttp.ClientSession:
-        if insecure not in sessions:
-            sessions[insecure] = new_session(insecure)
-        return sessions[insecure]
+    sessions = Sessions()
 
     async def one(gate: Gate) -> Result:
-        ctx = ProbeContext(gate_id=gate.id, timeout=gate.timeout, session=session,
+        ctx = ProbeContext(gate_id=gate.id, timeout=gate.timeout, session=sessions,
                            prometheus_url=config.prometheus_url, history=history or None,
                            uptime_window=config.uptime_window, base_dir=config.base_dir)
         async with sem:
@@ -72,8 +65,7 @@ async def run_check(config: Config, concurrency: int = 32, history: Any = None) 
         results = list(await asyncio.gather(*(one(g) for g in first)))
         results += await asyncio.gather(*(one(g) for g in second))
     finally:
-        for s in sessions.values():
-            await s.close()
+        await sessions.close()
     order = {g.id: i for i, g in enumerate(config.gates)}
     results.sort(key=lambda r: order[r.gate])
     return CheckRun(config, state, results)

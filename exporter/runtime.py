@@ -10,14 +10,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from exporter.config import Config, Gate, load_config
 from exporter.exposition import Exposition, Family, build_info_lines, simple
 from exporter.log import kv
 from exporter.model import Result
 from exporter.probes import ProbeContext
-from exporter.probes.http import new_session
+from exporter.probes.http import Sessions
 from exporter.scheduler import Scheduler
 from exporter.schema import ConfigError, Issue
 from exporter.sharding import shard_config
@@ -84,7 +82,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.exposition = Exposition(extra=self._self_metrics)
         self.scheduler: Scheduler | None = None
-        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._sessions = Sessions()
         self._task: asyncio.Task[None] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -114,9 +112,7 @@ class Runtime:
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        for session in self._sessions.values():
-            await session.close()
-        self._sessions.clear()
+        await self._sessions.close()
         if self.store is not None:
             await self.store.close()
 
@@ -211,19 +207,12 @@ class Runtime:
 
     # --- evaluation -----------------------------------------------------------------------
 
-    def _session(self, insecure: bool) -> aiohttp.ClientSession:
-        session = self._sessions.get(insecure)
-        if session is None or session.closed:
-            # One shared session per TLS mode; each probe still opens a fresh connection (see http.py).
-            session = self._sessions[insecure] = new_session(insecure)
-        return session
-
     def _make_ctx(self, gate: Gate) -> ProbeContext:
         config = self.trackers[gate.tracker]
         return ProbeContext(
             gate_id=gate.id,
             timeout=gate.timeout,
-            session=self._session,
+            session=self._sessions,
             prometheus_url=config.prometheus_url,
             history=self.history(gate.tracker),
             uptime_window=config.uptime_window,

@@ -98,6 +98,25 @@ def new_session(insecure: bool = False) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
+class Sessions:
+    """The client sessions probes share, one per TLS mode, made on first use: call it as
+    ProbeContext.session. Each probe still opens a fresh connection (see new_session)."""
+
+    def __init__(self) -> None:
+        self._by_mode: dict[bool, aiohttp.ClientSession] = {}
+
+    def __call__(self, insecure: bool) -> aiohttp.ClientSession:
+        session = self._by_mode.get(insecure)
+        if session is None or session.closed:
+            session = self._by_mode[insecure] = new_session(insecure)
+        return session
+
+    async def close(self) -> None:
+        for session in self._by_mode.values():
+            await session.close()
+        self._by_mode.clear()
+
+
 def read_secret(path: str, base_dir: str | None = None) -> str:
     """A secret file's content without its trailing newline; ProbeError if it cannot be read."""
     name = display_path(path, base_dir)
