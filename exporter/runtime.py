@@ -93,7 +93,7 @@ class Runtime:
     def prepare(self, configs: list[Config]) -> None:
         """Apply the first config (restoring stored state) without evaluating anything yet."""
         self.scheduler = Scheduler(self._make_ctx, self._on_result, self.max_concurrency)
-        self.apply(configs)
+        self.apply(self._my_part(configs))
         self.reload_ok, self.reload_ok_at = True, time.time()
 
     async def start(self, configs: list[Config] | None = None) -> None:
@@ -147,10 +147,13 @@ class Runtime:
 
     # --- config ---------------------------------------------------------------------------
 
-    def apply(self, configs: list[Config]) -> None:
-        """Switch to these configs, keeping the state of gates that remain."""
-        if self.shard is not None:
-            configs = [shard_config(c, *self.shard) for c in configs]
+    def apply(self, configs: list[Config], stored: dict[str, State] | None = None) -> None:
+        """Switch to these configs (this shard's part of them), keeping the state of gates that remain.
+
+        Gates not in memory get their stored state: from `stored` when the caller read it off the
+        event loop (reload), else read here (start-up, before anything is served)."""
+        if stored is None:
+            stored = self._read_stored(configs)
         new = {c.tracker: c for c in configs}
         for name in list(self.states):
             if name not in new:
@@ -159,11 +162,9 @@ class Runtime:
             state = self.states.get(name)
             if state is None:
                 state = self.states[name] = State()
-            if self.store is not None:
-                # A gate back after a reload that dropped it (a typo) gets its stored history back.
-                missing = [g.id for g in config.gates if g.id not in state.gates]
-                if missing:
-                    self.store.restore(name, state, missing)
+            # A gate back after a reload that dropped it (a typo) gets its stored history back.
+            for gate_id, st in stored.get(name, State()).gates.items():
+                state.gates.setdefault(gate_id, st)
             state.retain(g.id for g in config.gates)
         if self.store is not None:
             self.store.configured(configs)
@@ -171,6 +172,24 @@ class Runtime:
         self.exposition.set_trackers([(c, self.states[n]) for n, c in new.items()])
         assert self.scheduler is not None
         self.scheduler.set_gates(g for c in configs for g in c.gates)
+
+    def _my_part(self, configs: list[Config]) -> list[Config]:
+        """The configs as this process evaluates them: its shard's gates only, when sharded."""
+        return [shard_config(c, *self.shard) for c in configs] if self.shard is not None else configs
+
+    def _read_stored(self, configs: list[Config]) -> dict[str, State]:
+        """Stored state of the gates not in memory yet, per tracker. Reads the state file: on a
+        reload this runs in a thread, so that 10,000 new gates do not stall scrapes."""
+        out: dict[str, State] = {}
+        if self.store is None:
+            return out
+        for config in configs:
+            state = self.states.get(config.tracker)
+            missing = [g.id for g in config.gates if state is None or g.id not in state.gates]
+            if missing:
+                out[config.tracker] = State()
+                self.store.restore(config.tracker, out[config.tracker], missing)
+        return out
 
     async def reload(self) -> list[str]:
         """Reload the config files; on error keep the old config and return the errors."""
@@ -183,7 +202,9 @@ class Runtime:
                 log.error("config reload failed; keeping the running config",
                           extra=kv(errors=len(errors), first=errors[0] if errors else ""))
                 return errors
-            self.apply(configs)
+            configs = await asyncio.to_thread(self._my_part, configs)
+            stored = await asyncio.to_thread(self._read_stored, configs)
+            self.apply(configs, stored)
             self.reload_ok, self.reload_ok_at = True, time.time()
             log.info("config reloaded", extra=kv(trackers=len(configs), gates=sum(len(c.gates) for c in configs)))
             return []
