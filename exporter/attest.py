@@ -27,7 +27,7 @@ log = logging.getLogger("qualitygate.attest")
 MAX_NOTE = 1000  # characters
 MAX_BY = 100
 PASSWORD_ENV = "QUALITYGATE_PASSWORD"
-_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")  # config.ID_RE, copied: the HTTP client must not load the config code
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # tabs and newlines are fine in a note
 EXIT_OK, EXIT_USAGE = 0, 2
 

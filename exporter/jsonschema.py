@@ -8,14 +8,14 @@ import typing
 from typing import Annotated, Any, Union
 
 from exporter import __version__
-from exporter.config import GateDoc, PhaseDoc, StepDoc, TrackerDoc
+from exporter.config import ID_RE, GateDoc, PhaseDoc, StepDoc, TrackerDoc
 from exporter.expect import UNITS
 from exporter.probes import KINDS
 from exporter.schema import DURATION, PATH, REGEX, URL
 
 ENV = r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"
 DURATION_PATTERN = r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"
-ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+ID_PATTERN = ID_RE.pattern
 SCHEMA_ID = "https://github.com/qualitygate-exporter/qualitygate-exporter/schema/config.json"
 
 
