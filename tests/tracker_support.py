@@ -2,61 +2,31 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
+from exporter.model import Result
+from exporter.state import State
+from exporter.status import progress_status
+
 TRACKERS = Path(__file__).resolve().parent / "testdata" / "trackers"
 JUNIT_XSD = Path(__file__).resolve().parent / "testdata" / "junit.xsd"
-TIERS = ("critical", "important", "enhancement")
-
-
-def word(passed: int, total: int) -> str:
-    """complete | in_progress | not_started, as the contract defines them."""
-    if total and passed == total:
-        return "complete"
-    return "in_progress" if passed else "not_started"
 
 
 def status_from_config(config: Any, outcomes: dict[str, dict[str, Any]] | None = None,
                        generated_at: str = "2025-11-12T20:20:00Z") -> dict[str, Any]:
-    """An /api/progress/status document for a loaded config; gates not in `outcomes` are pending."""
-    outcomes = outcomes or {}
-    tiers = {t: {"passed": 0, "failed": 0, "error": 0, "pending": 0, "total": 0} for t in TIERS}
-    key = {"pass": "passed", "fail": "failed", "error": "error", "pending": "pending"}
-    gates, phases, steps, blockers = [], [], [], []
-    all_pass = all_total = 0
-    for p in config.phases:
-        p_pass = p_total = 0
-        for s in p.steps:
-            s_pass = 0
-            for g in s.gates:
-                o = outcomes.get(g.id, {})
-                status = o.get("status", "pending")
-                gates.append({"id": g.id, "phase": p.id, "step": s.id, "title": g.title, "tier": g.tier,
-                              "kind": g.kind, "status": status, "value": o.get("value"),
-                              "expect": list(g.expect_text),
-                              "last_evaluation": None if status == "pending" else generated_at,
-                              "last_pass": generated_at if status == "pass" else None,
-                              "duration_seconds": o.get("duration", 0.01 if status != "pending" else None),
-                              "message": o.get("message", "")})
-                tiers[g.tier][key[status]] += 1
-                tiers[g.tier]["total"] += 1
-                s_pass += status == "pass"
-                if g.tier in ("critical", "important") and status in ("fail", "error"):
-                    blockers.append({"gate": g.id, "phase": p.id, "step": s.id, "tier": g.tier, "status": status,
-                                     "message": o.get("message", ""), "since": generated_at})
-            n = len(s.gates)
-            steps.append({"id": s.id, "phase": p.id, "title": s.title, "team": s.team,
-                          "completion": s_pass / n if n else 0.0, "status": word(s_pass, n)})
-            p_pass += s_pass
-            p_total += n
-        phases.append({"id": p.id, "title": p.title, "completion": p_pass / p_total if p_total else 0.0,
-                       "status": word(p_pass, p_total)})
-        all_pass += p_pass
-        all_total += p_total
-    return {"tracker": config.tracker, "title": config.title, "generated_at": generated_at,
-            "overall_completion": all_pass / all_total if all_total else 0.0, "phase_status": phases,
-            "step_completion": steps, "quality_gates": tiers, "gates": gates, "blockers": blockers}
+    """The exporter's own /api/progress/status document for a loaded config, with `outcomes`
+    (gate id -> status, value, message, duration) recorded at `generated_at`; others are pending."""
+    at = datetime.datetime.fromisoformat(generated_at.replace("Z", "+00:00")).timestamp()
+    state = State()
+    for gate_id, o in (outcomes or {}).items():
+        if o.get("status", "pending") == "pending":
+            continue
+        value = o.get("value")
+        state.record(Result(gate_id, o["status"], at, o.get("duration", 0.01),
+                            {} if value is None else {"value": float(value)}, o.get("message", "")))
+    return progress_status(config, state, now=at)
 
 
 def shape(config: Any) -> list[Any]:
