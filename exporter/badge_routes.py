@@ -8,6 +8,7 @@ ambiguous).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -49,17 +50,18 @@ class _BadgeRoutes:
 
     async def phase(self, request: web.Request) -> web.Response:
         """One phase's completion."""
-        found = [s for s in (badges.phase_badge(d, request.match_info["id"]) for d in self._docs(request)) if s]
-        if len(found) != 1:
-            raise web.HTTPNotFound(text="unknown phase\n" if not found else "phase id in several trackers: "
-                                   "add ?tracker=NAME\n")
-        return _svg(request, found[0])
+        return self._one(request, badges.phase_badge, "phase")
 
     async def gate(self, request: web.Request) -> web.Response:
         """One gate's status."""
-        found = [s for s in (badges.gate_badge(d, request.match_info["id"]) for d in self._docs(request)) if s]
+        return self._one(request, badges.gate_badge, "gate")
+
+    def _one(self, request: web.Request, badge: Callable[[dict[str, Any], str], str | None], what: str
+             ) -> web.Response:
+        """The badge of the one phase or gate with the path's id; 404 if none or ambiguous."""
+        found = [s for s in (badge(d, request.match_info["id"]) for d in self._docs(request)) if s]
         if len(found) != 1:
-            raise web.HTTPNotFound(text="unknown gate\n" if not found else "gate id in several trackers: "
+            raise web.HTTPNotFound(text=f"unknown {what}\n" if not found else f"{what} id in several trackers: "
                                    "add ?tracker=NAME\n")
         return _svg(request, found[0])
 
