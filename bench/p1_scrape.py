@@ -26,7 +26,7 @@ from pathlib import Path
 from bench import gen
 from bench.report import Row
 from bench.support import PROMETHEUS_ACCEPT, BenchError, exporter, percentile
-from exporter.exposition import CONTRACT_METRICS
+from exporter.exposition.gates import CONTRACT_METRICS
 
 
 def baseline_registry(text: str):
@@ -61,10 +61,10 @@ def baseline_registry(text: str):
 
 def worst_case(config_path: Path, renders: int) -> dict[str, float]:
     """In-process: every gate changes between two renders (gzip, as Prometheus asks)."""
-    from exporter.config import load_config
-    from exporter.exposition import Exposition
+    from exporter.config.model import load_config
+    from exporter.exposition.gates import Exposition
     from exporter.model import Result
-    from exporter.state import State
+    from exporter.state.memory import State
 
     config = load_config(str(config_path))
     state = State()

@@ -35,7 +35,7 @@ from bench.support import (
     process,
     wait_for,
 )
-from exporter.scheduler import DISPATCH_TICK
+from exporter.engine.scheduler import DISPATCH_TICK
 
 BLACKBOX_CONFIG = """\
 modules:

@@ -24,7 +24,7 @@ def full_history_mb(gates: int) -> float:
     import tracemalloc
 
     from exporter.model import Result
-    from exporter.state import HISTORY, State
+    from exporter.state.memory import HISTORY, State
 
     tracemalloc.start()
     state = State()

@@ -20,10 +20,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from exporter.config import parse_config
+from exporter.config.model import parse_config
 from exporter.model import Result
-from exporter.state import HISTORY, State, bucket_start
-from exporter.storage import open_store
+from exporter.state.memory import HISTORY, State, bucket_start
+from exporter.state.store import open_store
 
 TRACKER = "bench"
 

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from exporter.config import Gate, parse_config
+from exporter.config.model import Gate, parse_config
 from exporter.probes import KINDS, Measurement, ProbeContext
 
 
@@ -34,7 +34,7 @@ def parse_gate(tmp_path: Path, gate_yaml: str, extra: str = "") -> Gate:
 
 def config_errors(tmp_path: Path, gate_yaml: str, extra: str = "") -> list[str]:
     """The `KEY: MESSAGE` parts of the errors a one-gate config produces (file and line dropped)."""
-    from exporter.schema import ConfigError
+    from exporter.config.fields import ConfigError
 
     try:
         parse_gate(tmp_path, gate_yaml, extra)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.attest import AttestationError, parse_value
+from exporter.web.attest import AttestationError, parse_value
 from tests.conftest import ROOT, Served, free_port, wait_for
 from tests.test_manual_gates import manual_tracker
 

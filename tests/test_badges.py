@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.badges import (
+from exporter.report.badges import (
     COLORS,
     badge_svg,
     completion_color,
@@ -121,8 +121,8 @@ phases:
 async def badge_client(aiohttp_client, tmp_path):
     import asyncio
 
-    from exporter.runtime import Runtime, load_configs
-    from exporter.web import make_app
+    from exporter.engine.runtime import Runtime, load_configs
+    from exporter.web.app import make_app
 
     (tmp_path / "present.txt").write_text("x", encoding="utf-8")
     paths = []

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import load_config
-from exporter.schema import ConfigError
+from exporter.config.fields import ConfigError
+from exporter.config.model import load_config
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(TESTDATA.glob("invalid-*.yml"))

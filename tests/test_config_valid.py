@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import load_config, parse_config
-from exporter.durations import format_duration, parse_duration
-from exporter.expect import parse_condition
-from exporter.schema import ConfigError
+from exporter.config.durations import format_duration, parse_duration
+from exporter.config.expect import parse_condition
+from exporter.config.fields import ConfigError
+from exporter.config.model import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

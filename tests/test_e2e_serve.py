@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, parse_metrics, sample, wait_for
-from exporter.exposition import CONTRACT_METRICS
+from exporter.exposition.gates import CONTRACT_METRICS
 from stack_support import promql, start_prometheus
 
 pytestmark = pytest.mark.skipif(not shutil.which("prometheus") or not shutil.which("promtool"),

@@ -9,10 +9,10 @@ import time
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
-from exporter.config import parse_config
-from exporter.exposition import Exposition
+from exporter.config.model import parse_config
+from exporter.exposition.gates import Exposition
 from exporter.model import Result
-from exporter.state import State
+from exporter.state.memory import State
 from tests.conftest import parse_metrics, sample
 
 CONFIG = """

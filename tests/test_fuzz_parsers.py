@@ -14,11 +14,11 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from exporter.config import Config, parse_config
-from exporter.expect import OPERATORS, Condition, parse_condition
+from exporter.config.expect import OPERATORS, Condition, parse_condition
+from exporter.config.fields import ConfigError
+from exporter.config.model import Config, parse_config
 from exporter.probes import KINDS
-from exporter.schema import ConfigError
-from exporter.webconfig import WebConfig, parse_basic, parse_web_config
+from exporter.web.webconfig import WebConfig, parse_basic, parse_web_config
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ENV = {"QG_FUZZ": "value"}  # a fixed environment: ${VAR} expansion must not depend on the machine

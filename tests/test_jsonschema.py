@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from exporter.jsonschema import config_schema
+from exporter.config.jsonschema import config_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = Path(__file__).parent / "testdata"

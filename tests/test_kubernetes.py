@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from exporter.config import load_config
+from exporter.config.model import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "kubernetes"

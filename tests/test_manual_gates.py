@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import parse_config
-from exporter.evaluate import evaluate
+from exporter.config.model import parse_config
+from exporter.engine.evaluate import evaluate
 from exporter.probes import ProbeContext
-from exporter.state import State
-from exporter.storage import Attestation, open_store
+from exporter.state.memory import State
+from exporter.state.store import Attestation, open_store
 from tests.conftest import ROOT, Served, free_port, one_step_tracker, parse_metrics, sample, wait_for
 
 NOW = 1_800_000_000.0

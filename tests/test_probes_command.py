@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_for
-from exporter.evaluate import evaluate
+from exporter.engine.evaluate import evaluate
 from exporter.probes import ProbeError
 from exporter.probes.command import KIND, CommandSpec, _Capture
 from probe_support import config_errors, make_ctx, parse_gate, run_probe

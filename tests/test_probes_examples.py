@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import load_config
-from exporter.evaluate import evaluate
+from exporter.config.model import load_config
+from exporter.engine.evaluate import evaluate
 from probe_support import make_ctx
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "probes"

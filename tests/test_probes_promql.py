@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, http_get, wait_for
-from exporter.evaluate import evaluate
+from exporter.engine.evaluate import evaluate
 from exporter.probes import ProbeError
 from exporter.probes.promql import PromQLSpec, parse_response
 from probe_support import config_errors, make_ctx, parse_gate, run_probe

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.evaluate import evaluate
+from exporter.engine.evaluate import evaluate
 from exporter.probes import ProbeError
 from exporter.probes.coverage import CoverageSpec
 from exporter.probes.json_file import JSONFileSpec
@@ -248,7 +248,7 @@ async def test_json_file_gate_from_config(tmp_path: Path):
 
 
 def test_json_path_subset():
-    from exporter import jsonpath
+    from exporter.probes import jsonpath
 
     doc = {"a": {"b": [{"c": 1}, {"c": 2}]}, "odd key": {"x.y": 3}, "n": 4}
     assert jsonpath.parse("$.a.b[0].c") == ("a", "b", 0, "c")

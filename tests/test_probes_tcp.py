@@ -10,7 +10,7 @@ import pytest
 import trustme
 
 from conftest import free_port
-from exporter.evaluate import evaluate
+from exporter.engine.evaluate import evaluate
 from exporter.probes.tcp import KIND, TCPSpec, split_address
 from probe_support import config_errors, make_ctx, parse_gate, run_probe
 

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from lxml import etree
 
-from exporter.config import parse_config
-from exporter.reports import junit_xml
+from exporter.config.model import parse_config
+from exporter.report.ci import junit_xml
 from exporter.tracker.importer import import_tracker_file
 from tracker_support import JUNIT_XSD, TRACKERS, small_status, status_from_config
 

@@ -11,8 +11,8 @@ import textwrap
 
 from lxml import etree
 
-from exporter import reports
-from exporter.reports import json_report, markdown_table, write_reports
+from exporter.report import ci as reports
+from exporter.report.ci import json_report, markdown_table, write_reports
 from tracker_support import JUNIT_XSD, small_status
 
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from exporter import exposition
+from exporter.exposition import gates as exposition
 from rules_support import PROMETHEUS_METRICS, RUNBOOKS, github_anchors, metric_names, rules, template_metric_names
 
 # The metric names of the contract; test_rules_exporter.py checks the rules against a real

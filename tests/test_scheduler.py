@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import pytest
 
 from exporter import probes
-from exporter.config import parse_config
+from exporter.config.fields import Duration, opt
+from exporter.config.model import parse_config
+from exporter.engine.scheduler import Scheduler
 from exporter.model import Result
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
-from exporter.scheduler import Scheduler
-from exporter.schema import Duration, opt
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import parse_config
-from exporter.runtime import load_configs
-from exporter.schema import ConfigError
-from exporter.sharding import gate_key, shard_config, shard_of
+from exporter.config.fields import ConfigError
+from exporter.config.model import parse_config
+from exporter.engine.runtime import load_configs
+from exporter.engine.sharding import gate_key, shard_config, shard_of
 
 
 def big_config(steps: int = 60, gates_per_step: int = 5, uptime: bool = True):

@@ -123,7 +123,7 @@ def test_the_package_builds_as_the_image_builds_it(tmp_path):
         names = archive.namelist()
         assert "exporter/__init__.py" in names and "exporter/cli.py" in names
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-        assert "qualitygate = exporter.cli:main" in archive.read(entry_points).decode()
+        assert "qualitygate = exporter.cli.main:main" in archive.read(entry_points).decode()
 
 
 def test_image_command_serves_and_healthcheck_sees_it(tmp_path):

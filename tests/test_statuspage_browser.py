@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from exporter.storage import open_store
+from exporter.state.store import open_store
 from tests.conftest import ROOT, Served, free_port, start_serve, wait_for
 
 CHROMIUM = "/usr/bin/chromium"

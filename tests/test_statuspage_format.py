@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from multidict import MultiDict
 
-from exporter.config import parse_config
-from exporter.statuspage import BadRequest, Filters, ago, checks, parse_filters, summary, uptime_strip
+from exporter.config.model import parse_config
+from exporter.web.statuspage import BadRequest, Filters, ago, checks, parse_filters, summary, uptime_strip
 
 CONFIG = """
 tracker: fmt

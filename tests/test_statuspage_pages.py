@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from exporter.engine.runtime import Runtime, load_configs
+from exporter.engine.scheduler import Scheduler
 from exporter.model import Result
-from exporter.runtime import Runtime, load_configs
-from exporter.scheduler import Scheduler
-from exporter.storage import Attestation, open_store
-from exporter.web import make_app
+from exporter.state.store import Attestation, open_store
+from exporter.web.app import make_app
 
 CONFIG = """
 tracker: page

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import parse_config
+from exporter.config.model import parse_config
 from exporter.model import Result
-from exporter.state import HISTORY, State
-from exporter.storage import GRACE, Attestation, StorageError, open_store, retention
+from exporter.state.memory import HISTORY, State
+from exporter.state.store import GRACE, Attestation, StorageError, open_store, retention
 from tests.conftest import one_step_tracker, wait_for
 
 NOW = 1_800_000_000.0  # a fixed "now" so bucket boundaries are the same on every run

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT, TESTDATA, wait_for
 
 SNAPSHOT = TESTDATA / "surface" / "surface.json"

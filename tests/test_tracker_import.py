@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from exporter.config import parse_config
+from exporter.config.model import parse_config
 from exporter.tracker.importer import import_tracker, import_tracker_file
 from tracker_support import TRACKERS
 

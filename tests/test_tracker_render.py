@@ -9,10 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from exporter.check import run_check
-from exporter.config import parse_config
-from exporter.state import State
-from exporter.status import progress_status
+from exporter.cli.check import run_check
+from exporter.config.model import parse_config
+from exporter.report.status import progress_status
+from exporter.state.memory import State
 from exporter.tracker.importer import import_tracker, import_tracker_file
 from exporter.tracker.render import render_markdown
 from tracker_support import TRACKERS, shape, small_status, status_from_config

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.config import parse_config
-from exporter.schema import ConfigError
+from exporter.config.fields import ConfigError
+from exporter.config.model import parse_config
 from exporter.tracker.importer import import_tracker, import_tracker_file, read_tracker
 from exporter.tracker.mojibake import repair
 from exporter.tracker.parse import TrackerParseError

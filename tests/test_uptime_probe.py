@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import parse_config
-from exporter.evaluate import evaluate
+from exporter.config.model import parse_config
+from exporter.engine.evaluate import evaluate
 from exporter.model import Result
 from exporter.probes import ProbeContext
-from exporter.state import State
-from exporter.storage import open_store
+from exporter.state.memory import State
+from exporter.state.store import open_store
 from tests.conftest import one_step_tracker, parse_metrics, sample, wait_for
 
 NOW = 1_800_000_000.0
@@ -133,8 +133,8 @@ def test_uptime_through_a_real_serve_with_stored_history(tmp_path: Path, write_c
 
 async def test_serving_runtime_coarsens_memory_buckets(tmp_path: Path, monkeypatch) -> None:
     """Memory coarsens like the file does, so 30 days of a 15 s gate stay about 100 buckets."""
-    import exporter.runtime as runtime_mod
-    from exporter.runtime import Runtime, load_configs
+    import exporter.engine.runtime as runtime_mod
+    from exporter.engine.runtime import Runtime, load_configs
 
     monkeypatch.setattr(runtime_mod, "COMPACT_EVERY", 0.05)
     path = tmp_path / "t.yml"

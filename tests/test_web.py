@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.runtime import Runtime, load_configs
-from exporter.web import make_app
+from exporter.engine.runtime import Runtime, load_configs
+from exporter.web.app import make_app
 from tests.conftest import parse_metrics, sample
 
 GOOD = """

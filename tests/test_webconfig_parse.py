@@ -15,9 +15,9 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from exporter import webconfig
-from exporter.schema import ConfigError
-from exporter.webconfig import BasicAuth, bcrypt_problem, load_web_config, parse_basic
+from exporter.config.fields import ConfigError
+from exporter.web import webconfig
+from exporter.web.webconfig import BasicAuth, bcrypt_problem, load_web_config, parse_basic
 
 HASH_PW = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
 NOT_BCRYPT = "not a bcrypt hash (want $2a$, $2b$ or $2y$ as made by `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)"

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from exporter.model import Result
-from exporter.state import State
-from exporter.status import progress_status
+from exporter.report.status import progress_status
+from exporter.state.memory import State
 
 TRACKERS = Path(__file__).resolve().parent / "testdata" / "trackers"
 JUNIT_XSD = Path(__file__).resolve().parent / "testdata" / "junit.xsd"

@@ -26,8 +26,8 @@ import signal
 import time
 from dataclasses import dataclass
 
+from exporter.config.fields import FilePath, Regex, opt
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
-from exporter.schema import FilePath, Regex, opt
 
 HEAD_TAIL = 512 * 1024
 STDERR_TAIL = 16 * 1024

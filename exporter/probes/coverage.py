@@ -15,9 +15,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.config.fields import FilePath, opt
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
-from exporter.probes.reports import display_path, parse_xml, read_bytes
-from exporter.schema import FilePath, opt
+from exporter.probes.files import display_path, parse_xml, read_bytes
 
 FORMATS = ("auto", "cobertura", "lcov", "jacoco", "coverage.py")
 METRICS = ("line", "branch")

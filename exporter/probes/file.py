@@ -6,9 +6,9 @@ import os
 import time
 from dataclasses import dataclass
 
+from exporter.config.fields import FilePath, opt
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
-from exporter.probes.reports import display_path
-from exporter.schema import FilePath, opt
+from exporter.probes.files import display_path
 
 
 @dataclass(frozen=True)

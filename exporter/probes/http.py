@@ -22,12 +22,13 @@ from typing import Any
 
 import aiohttp
 
-from exporter import __version__, jsonpath
-from exporter.durations import format_duration
+from exporter import __version__
+from exporter.config.durations import format_duration
+from exporter.config.fields import FilePath, Regex, Url, opt
+from exporter.probes import jsonpath
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
+from exporter.probes.files import display_path
 from exporter.probes.net import client_context, describe_os_error, describe_ssl_error
-from exporter.probes.reports import display_path
-from exporter.schema import FilePath, Regex, Url, opt
 
 MAX_BODY = 4 * 1024 * 1024
 USER_AGENT = f"qualitygate-exporter/{__version__}"

@@ -1,4 +1,4 @@
-"""`json_file` gates: a number read from a JSON file with a json_path (see exporter.jsonpath)."""
+"""`json_file` gates: a number read from a JSON file with a json_path (see exporter.probes.jsonpath)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import asyncio
 import json
 from dataclasses import dataclass
 
-from exporter import jsonpath
+from exporter.config.fields import FilePath, opt
+from exporter.probes import jsonpath
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
-from exporter.probes.reports import display_path, read_bytes
-from exporter.schema import FilePath, opt
+from exporter.probes.files import display_path, read_bytes
 
 
 @dataclass(frozen=True)

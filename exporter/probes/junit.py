@@ -18,9 +18,9 @@ import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+from exporter.config.fields import FilePath, opt
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
-from exporter.probes.reports import display_path, parse_xml, read_bytes
-from exporter.schema import FilePath, opt
+from exporter.probes.files import display_path, parse_xml, read_bytes
 
 MAX_FILES = 10_000
 

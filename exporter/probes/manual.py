@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from exporter.durations import format_duration
+from exporter.config.durations import format_duration
+from exporter.config.fields import Duration, opt
 from exporter.probes.base import Measurement, ProbeContext, ProbeKind
-from exporter.schema import Duration, opt
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from typing import Any
 
 import aiohttp
 
-from exporter.durations import format_duration
+from exporter.config.durations import format_duration
+from exporter.config.fields import Url, opt
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
 from exporter.probes.http import new_session
 from exporter.probes.net import describe_os_error
-from exporter.schema import Url, opt
 
 
 def _check_query(query: str) -> None:

@@ -13,9 +13,9 @@ import ssl
 import time
 from dataclasses import dataclass
 
+from exporter.config.fields import opt
 from exporter.probes.base import Measurement, ProbeContext, ProbeKind
 from exporter.probes.net import client_context, describe_os_error
-from exporter.schema import opt
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from exporter.config.fields import Duration, opt
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
-from exporter.schema import Duration, opt
 
 
 @dataclass(frozen=True)

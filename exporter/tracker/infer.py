@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.expect import format_number, parse_condition
+from exporter.config.expect import format_number, parse_condition
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import re
 import shlex
 from typing import Any
 
-from exporter.badges import percent
-from exporter.expect import UNITS, format_number, parse_condition
-from exporter.status import progress_word
+from exporter.config.expect import UNITS, format_number, parse_condition
+from exporter.report.badges import percent
+from exporter.report.status import progress_word
 from exporter.tracker.importer import TIER_PHASE_ID
 
 TIER_HEADINGS = {

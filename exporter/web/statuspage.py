@@ -25,13 +25,13 @@ import markupsafe
 from aiohttp import web
 
 from exporter import __version__
-from exporter.badges import percent
-from exporter.config import TIERS, Config, Gate
-from exporter.durations import format_duration
-from exporter.expect import UNITS, Condition, format_number
+from exporter.config.durations import format_duration
+from exporter.config.expect import UNITS, Condition, format_number
+from exporter.config.model import TIERS, Config, Gate
 from exporter.model import ERROR, FAIL, PASS, PENDING, STATUSES
-from exporter.state import GateState, State
-from exporter.status import progress_status, rfc3339
+from exporter.report.badges import percent
+from exporter.report.status import progress_status, rfc3339
+from exporter.state.memory import GateState, State
 
 STATUS_LABELS = {PASS: "Pass", FAIL: "Fail", ERROR: "Error", PENDING: "Pending"}
 REFRESH_SECONDS = 10
@@ -475,8 +475,8 @@ class Asset:
 
 
 def load_assets() -> dict[str, Asset]:
-    """The files of exporter/web_assets, by name (only those listed in ASSET_TYPES)."""
-    root = importlib.resources.files("exporter") / "web_assets"
+    """The files of exporter/web/assets, by name (only those listed in ASSET_TYPES)."""
+    root = importlib.resources.files("exporter.web") / "assets"
     out = {}
     for name, ctype in ASSET_TYPES.items():
         body = (root / name).read_bytes()
@@ -486,7 +486,7 @@ def load_assets() -> dict[str, Asset]:
 
 def make_environment() -> jinja2.Environment:
     """The template environment: package templates, autoescaping on for everything."""
-    env = jinja2.Environment(loader=jinja2.PackageLoader("exporter", "templates"), autoescape=True,
+    env = jinja2.Environment(loader=jinja2.PackageLoader("exporter.web", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = lambda r: percent(r, 0).replace("%", " %")
     env.filters["rfc3339"] = rfc3339

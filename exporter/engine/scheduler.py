@@ -12,8 +12,8 @@ import math
 import time
 from collections.abc import Callable, Iterable
 
-from exporter.config import Gate
-from exporter.evaluate import evaluate
+from exporter.config.model import Gate
+from exporter.engine.evaluate import evaluate
 from exporter.model import Result
 from exporter.probes import ProbeContext
 

@@ -34,9 +34,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import __version__
-from exporter.config import TIERS, Config, Gate
+from exporter.config.model import TIERS, Config, Gate
 from exporter.model import ERROR, OUTCOMES, PASS, PENDING, STATUSES
-from exporter.state import GateState, State
+from exporter.state.memory import GateState, State
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"

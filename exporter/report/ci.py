@@ -19,8 +19,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.badges import XML_BAD, percent
-from exporter.expect import format_number
+from exporter.config.expect import format_number
+from exporter.report.badges import XML_BAD, percent
 
 log = logging.getLogger("qualitygate.reports")
 

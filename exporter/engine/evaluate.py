@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from exporter.config import Gate
-from exporter.durations import format_duration
-from exporter.expect import format_number
+from exporter.config.durations import format_duration
+from exporter.config.expect import format_number
+from exporter.config.model import Gate
 from exporter.model import ERROR, FAIL, PASS, Result
 from exporter.probes import KINDS, Measurement, ProbeContext, ProbeError
 

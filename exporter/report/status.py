@@ -6,9 +6,9 @@ import datetime
 import time
 from typing import Any
 
-from exporter.config import TIERS, Config, Gate
+from exporter.config.model import TIERS, Config, Gate
 from exporter.model import ERROR, FAIL, PASS, PENDING
-from exporter.state import GateState, State
+from exporter.state.memory import GateState, State
 
 BLOCKING_TIERS = ("critical", "important")
 

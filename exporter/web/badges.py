@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter import badges
-from exporter.status import progress_status
+from exporter.report import badges
+from exporter.report.status import progress_status
 
 
 def add_routes(app: web.Application, runtime_key: web.AppKey[Any]) -> None:

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from exporter import __version__
-from exporter.durations import parse_duration
+from exporter.config.durations import parse_duration
+from exporter.config.fields import ConfigError
 from exporter.log import kv
 from exporter.log import setup as setup_logging
-from exporter.schema import ConfigError
 
 DEFAULT_PORT = 9916
 DEFAULT_LISTEN = f":{DEFAULT_PORT}"
@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--concurrency", type=int, default=32, metavar="N")
     _log_flags(check)
 
-    from exporter.attest import add_arguments as attest_arguments
+    from exporter.web.attest import add_arguments as attest_arguments
 
     attest_arguments(sub.add_parser("attest", help="record an attestation for a manual gate"))
 
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Load each file; print every issue as FILE:LINE: key: message."""
-    from exporter.runtime import load_configs
+    from exporter.engine.runtime import load_configs
 
     configs = load_configs(list(args.files))
     for c in configs:
@@ -142,7 +142,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     """Print the JSON Schema generated from the loader's declarations."""
     import json
 
-    from exporter.jsonschema import config_schema
+    from exporter.config.jsonschema import config_schema
 
     print(json.dumps(config_schema(), indent=2))
     return EXIT_OK
@@ -172,8 +172,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Write a markdown tracker whose every checkbox comes from a real evaluation."""
-    from exporter.check import run_check
-    from exporter.runtime import load_configs
+    from exporter.cli.check import run_check
+    from exporter.engine.runtime import load_configs
     from exporter.tracker.render import render_markdown
 
     configs = load_configs(args.config_files)
@@ -200,9 +200,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Evaluate once and report."""
-    from exporter.check import DEFAULT_TIERS, print_run, run_check, select
-    from exporter.config import TIERS
-    from exporter.runtime import load_configs
+    from exporter.cli.check import DEFAULT_TIERS, print_run, run_check, select
+    from exporter.config.model import TIERS
+    from exporter.engine.runtime import load_configs
 
     setup_logging(args.log_level, args.log_format)
     tiers = tuple(t.strip() for t in args.tiers.split(",")) if args.tiers else DEFAULT_TIERS
@@ -230,14 +230,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _write_reports(runs: list[Any], args: argparse.Namespace) -> None:
-    from exporter.reports import write_reports
+    from exporter.report.ci import write_reports
 
     status = runs[0].status() if len(runs) == 1 else {"trackers": [r.status() for r in runs]}
     write_reports(status, junit_path=args.junit, markdown_path=args.markdown, json_path=args.json)
 
 
 def _open_store(path: str, read_only: bool = False) -> Any:
-    from exporter.storage import StorageError, open_store
+    from exporter.state.store import StorageError, open_store
 
     try:
         return open_store(path, read_only=read_only)
@@ -247,14 +247,14 @@ def _open_store(path: str, read_only: bool = False) -> Any:
 
 def cmd_attest(args: argparse.Namespace) -> int:
     """Record an attestation for a manual gate (through a running exporter, or in the state file)."""
-    from exporter.attest import run
+    from exporter.web.attest import run
 
     return run(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the exporter until SIGTERM/SIGINT; SIGHUP reloads."""
-    from exporter.runtime import load_configs
+    from exporter.engine.runtime import load_configs
 
     setup_logging(args.log_level, args.log_format)
     host, port = parse_listen(args.listen)
@@ -284,7 +284,7 @@ def _web_options(args: argparse.Namespace) -> dict[str, Any]:
     """TLS context and auth middleware from --web.config.file (exit 2 on a bad file)."""
     if not args.web_config:
         return {"ssl": None, "middlewares": []}
-    from exporter.webconfig import load_web_config
+    from exporter.web.webconfig import load_web_config
 
     wc = load_web_config(args.web_config)
     return {"ssl": wc.ssl_context(), "middlewares": wc.middlewares()}
@@ -294,9 +294,9 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
                  web_options: dict[str, Any]) -> int:
     from aiohttp import web
 
-    from exporter.httpserver import LINGERING_SECONDS, ReadTimeouts, body_deadline, listen
-    from exporter.runtime import Runtime
-    from exporter.web import make_app
+    from exporter.engine.runtime import Runtime
+    from exporter.web.app import make_app
+    from exporter.web.listener import LINGERING_SECONDS, ReadTimeouts, body_deadline, listen
 
     shard = (args.shard_index, args.shard_count) if args.shard_count is not None else None
     runtime = Runtime(list(args.config_files), max_concurrency=args.concurrency, shard=shard,
@@ -349,7 +349,7 @@ async def _serve(args: argparse.Namespace, configs: list[Any], host: str | None,
 
 
 def _maybe_store(args: argparse.Namespace) -> Any:
-    from exporter.storage import DEFAULT_PATH
+    from exporter.state.store import DEFAULT_PATH
 
     if args.storage == "":
         log.info("state kept in memory only (--storage.path ''): restarts forget history, manual gates cannot pass")

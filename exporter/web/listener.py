@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.exposition import Family, fmt
+from exporter.exposition.gates import Family, fmt
 from exporter.log import kv
 
 log = logging.getLogger("qualitygate.web")

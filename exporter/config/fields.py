@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from exporter.durations import parse_duration
+from exporter.config.durations import parse_duration
 
 # Annotated markers: the Python type says what the value is, the marker how to read it.
 DURATION = "duration"

@@ -40,8 +40,8 @@ import bcrypt
 import yaml
 from aiohttp import web
 
+from exporter.config.fields import MISSING, ConfigError, FilePath, Issue, Reader, child, key_node, opt
 from exporter.log import kv
-from exporter.schema import MISSING, ConfigError, FilePath, Issue, Reader, child, key_node, opt
 
 log = logging.getLogger("qualitygate.web")
 

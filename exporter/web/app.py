@@ -7,12 +7,13 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter import badge_routes, statuspage
-from exporter.attest import attestation_handler
-from exporter.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
-from exporter.runtime import Runtime
-from exporter.state import HISTORY
-from exporter.status import gate_json, progress_status
+from exporter.engine.runtime import Runtime
+from exporter.exposition.gates import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from exporter.report.status import gate_json, progress_status
+from exporter.state.memory import HISTORY
+from exporter.web import badges as badge_routes
+from exporter.web import statuspage
+from exporter.web.attest import attestation_handler
 
 log = logging.getLogger("qualitygate.web")
 

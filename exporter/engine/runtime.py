@@ -10,16 +10,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.config import Config, Gate, load_config
-from exporter.exposition import Exposition, Family, build_info_lines, simple
+from exporter.config.fields import ConfigError, Issue
+from exporter.config.model import Config, Gate, load_config
+from exporter.engine.scheduler import Scheduler
+from exporter.engine.sharding import shard_config
+from exporter.exposition.gates import Exposition, Family, build_info_lines, simple
 from exporter.log import kv
 from exporter.model import Result
 from exporter.probes import ProbeContext
 from exporter.probes.http import Sessions
-from exporter.scheduler import Scheduler
-from exporter.schema import ConfigError, Issue
-from exporter.sharding import shard_config
-from exporter.state import State
+from exporter.state.memory import State
 
 log = logging.getLogger("qualitygate")
 
@@ -74,10 +74,10 @@ class Runtime:
     states: dict[str, State] = field(default_factory=dict)
     reload_ok: bool = True
     reload_ok_at: float = 0.0
-    store: Any = None  # exporter.storage.Store when --storage.path is in use
+    store: Any = None  # exporter.state.store.Store when --storage.path is in use
     shard: tuple[int, int] | None = None  # (index, count): this process evaluates and exports only its shard
     watch_interval: float = 0.0  # > 0: reload by itself when a config file changes (Kubernetes ConfigMaps)
-    read_timeouts: Any = None  # exporter.httpserver.ReadTimeouts when serving HTTP
+    read_timeouts: Any = None  # exporter.web.listener.ReadTimeouts when serving HTTP
 
     def __post_init__(self) -> None:
         self.exposition = Exposition(extra=self._self_metrics)
@@ -211,7 +211,7 @@ class Runtime:
 
     async def _compact_forever(self) -> None:
         """Coarsen and prune in-memory uptime buckets (as the store does on disk), a slice at a time."""
-        from exporter.storage import retention
+        from exporter.state.store import retention
 
         while True:
             await asyncio.sleep(COMPACT_EVERY)

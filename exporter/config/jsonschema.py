@@ -8,10 +8,10 @@ import typing
 from typing import Annotated, Any, Union
 
 from exporter import __version__
-from exporter.config import ID_RE, GateDoc, PhaseDoc, StepDoc, TrackerDoc
-from exporter.expect import UNITS
+from exporter.config.expect import UNITS
+from exporter.config.fields import DURATION, PATH, REGEX, URL
+from exporter.config.model import ID_RE, GateDoc, PhaseDoc, StepDoc, TrackerDoc
 from exporter.probes import KINDS
-from exporter.schema import DURATION, PATH, REGEX, URL
 
 ENV = r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"
 DURATION_PATTERN = r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"

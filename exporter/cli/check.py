@@ -6,15 +6,15 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from exporter.config import Config, Gate
-from exporter.durations import format_duration
-from exporter.evaluate import evaluate
-from exporter.expect import format_number
+from exporter.config.durations import format_duration
+from exporter.config.expect import format_number
+from exporter.config.model import Config, Gate
+from exporter.engine.evaluate import evaluate
 from exporter.model import PASS, Result
 from exporter.probes import ProbeContext
 from exporter.probes.http import Sessions
-from exporter.state import State
-from exporter.status import BLOCKING_TIERS, progress_status
+from exporter.report.status import BLOCKING_TIERS, progress_status
+from exporter.state.memory import State
 
 DEFAULT_TIERS = BLOCKING_TIERS  # what fails a build is what blocks a release
 # Gates that read history are evaluated after the others, so they see this run's results too.

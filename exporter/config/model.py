@@ -15,9 +15,9 @@ import yaml
 from yaml.composer import Composer
 from yaml.resolver import Resolver
 
-from exporter.expect import Condition, parse_condition
+from exporter.config.expect import Condition, parse_condition
+from exporter.config.fields import MISSING, ConfigError, Duration, Issue, Reader, Url, child, key_node, opt
 from exporter.probes import KINDS
-from exporter.schema import MISSING, ConfigError, Duration, Issue, Reader, Url, child, key_node, opt
 
 TIERS = ("critical", "important", "enhancement")
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")

@@ -21,15 +21,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from exporter.exposition import simple
+from exporter.exposition.gates import simple
 from exporter.log import kv
 from exporter.model import ERROR, FAIL, PASS, Result
-from exporter.state import _TIERS as TIERS  # the same coarsening as memory, so both agree after a restart
-from exporter.state import HISTORY, GateState, State, bucket_start
-from exporter.status import rfc3339
+from exporter.report.status import rfc3339
+from exporter.state.memory import _TIERS as TIERS  # the same coarsening as memory, so both agree after a restart
+from exporter.state.memory import HISTORY, GateState, State, bucket_start
 
 if TYPE_CHECKING:
-    from exporter.config import Config
+    from exporter.config.model import Config
 
 log = logging.getLogger("qualitygate.storage")
 

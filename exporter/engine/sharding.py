@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from exporter.config import Config, Gate
+from exporter.config.model import Config, Gate
 
 
 def score(key: str, shard: int) -> int:

@@ -19,8 +19,8 @@ from exporter.log import kv
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from exporter.config import Config, Gate
-    from exporter.runtime import Runtime
+    from exporter.config.model import Config, Gate
+    from exporter.engine.runtime import Runtime
 
 log = logging.getLogger("qualitygate.attest")
 
@@ -120,7 +120,7 @@ def attestation_handler(runtime: Runtime) -> Callable[[web.Request], Awaitable[w
     """The aiohttp handler that records an attestation and re-evaluates the gate at once."""
     from aiohttp import web
 
-    from exporter.storage import Attestation
+    from exporter.state.store import Attestation
 
     def refuse(message: str, status: int) -> web.Response:
         return web.json_response({"error": message}, status=status)
@@ -257,8 +257,8 @@ def _post(args: argparse.Namespace, value: float) -> int:
 
 
 def _write(args: argparse.Namespace, value: float) -> int:
-    from exporter.runtime import load_configs
-    from exporter.storage import Attestation, StorageError, open_store
+    from exporter.engine.runtime import load_configs
+    from exporter.state.store import Attestation, StorageError, open_store
 
     if not args.config_files:
         raise AttestationError("--storage.path needs --config.file, to check the gate exists and is manual")

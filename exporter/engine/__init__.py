@@ -1,0 +1,1 @@
+"""Stage 3, engine: one evaluation, the scheduler, the running exporter (configs, reloads), sharding."""
