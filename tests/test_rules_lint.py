@@ -20,6 +20,8 @@ SPEC = {
     "QualityGateImportantFailing": ({"warning"}, {"15m"}),
     "QualityGateEnhancementFailing": ({"info"}, {"1h"}),
     "QualityGateProbeError": ({"warning"}, {"10m"}),
+    "QualityGateAwaitingEvidence": ({"info"}, {"1h"}),
+    "QualityGateEvidenceExpired": ({"warning"}, {"5m"}),
     "QualityGateStale": ({"warning"}, {None}),
     "QualityGatePhaseRegressed": ({"warning"}, {"15m"}),
     "QualityGateErrorBudgetBurn": ({"critical", "warning"}, {"2m", "15m"}),
