@@ -61,6 +61,8 @@ class GateDoc:
     expect: str | list[str] | None = opt(None, doc="Condition(s) that must all hold: '[MEASUREMENT] OP NUMBER[UNIT]'.")
     shard_key: str | None = opt(None, doc="Gates with the same key are evaluated by the same shard "
                                           "(default: the gate's step).")
+    source: str | None = opt(None, doc="The tracker line the gate was imported from (its checkbox text); "
+                                       "`render --in-place` finds the line by it.")
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class Gate:
     tracker: str
     description: str = ""
     shard_key: str = ""
+    source: str = ""
     line: int = field(default=0, compare=False)  # moving a gate in the file does not reschedule it
 
     @property
@@ -503,5 +506,6 @@ def _read_gate(node: yaml.Node, key: str, reader: Reader, doc: TrackerDoc, phase
         tracker=doc.tracker,
         description=common.description or "",
         shard_key=common.shard_key or "",
+        source=common.source or "",
         line=node.start_mark.line + 1,
     )
