@@ -17,8 +17,8 @@ from bench import gen
 from bench.report import Row
 from bench.support import PYTHON, ROOT, BenchError, exporter
 
-STOCK_LOADER = ("import contextlib, sys; import exporter.config.model as c; c._FastLoader = None; "
-                "c._gc_paused = contextlib.nullcontext; from exporter.cli import main; sys.exit(main(sys.argv[1:]))")
+STOCK_LOADER = ("import contextlib, sys; import exporter.config.yamlload as c; c._FastLoader = None; "
+                "c.gc_paused = contextlib.nullcontext; from exporter.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def timed(argv: list[str]) -> float:
