@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import sys
+import traceback
 from typing import Any
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
@@ -22,8 +23,13 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     out: dict[str, Any] = {"ts": _ts(record), "level": record.levelname.lower().replace("warning", "warn"),
                            "logger": record.name, "msg": record.getMessage()}
     out.update(getattr(record, "kv", {}) or {})
-    if record.exc_info:
-        out["err"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}" if record.exc_info[0] else ""
+    if record.exc_info and record.exc_info[0] is not None:
+        out["err"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
+        # The traceback is what makes an unexpected exception fixable: it goes with the event, in
+        # one field (logfmt escapes its newlines, so the event stays one line).
+        out["traceback"] = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+    if record.stack_info:
+        out["stack"] = record.stack_info
     return out
 
 

@@ -68,7 +68,9 @@ def parse_condition(text: object) -> Condition:
 
 
 def format_number(value: float) -> str:
-    """A compact, exact-enough rendering of a float for messages."""
+    """A compact, exact-enough rendering of a float for messages (NaN and infinities included)."""
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "+Inf" if value > 0 else "-Inf"
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.6g}"

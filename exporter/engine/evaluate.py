@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import logging
+import math
 import time
 
 from exporter.config.durations import format_duration
 from exporter.config.expect import format_number
 from exporter.config.model import Gate
+from exporter.log import kv
 from exporter.model import ERROR, FAIL, PASS, Result
 from exporter.probes import KINDS, Measurement, ProbeContext, ProbeError
 
+log = logging.getLogger("qualitygate.engine")
 
-async def evaluate(gate: Gate, ctx: ProbeContext) -> Result:
+STAGES = ("probe", "judge", "record")  # where an unexpected exception can happen in one evaluation
+
+
+class Faults:
+    """Unexpected exceptions per stage of evaluation: each became an error outcome, and is counted."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter({stage: 0 for stage in STAGES})
+
+    def note(self, stage: str, gate: Gate) -> None:
+        """Count and log (with its traceback) the exception being handled."""
+        self.counts[stage] += 1
+        log.exception("unexpected exception in an evaluation; the gate is in error",
+                      extra=kv(stage=stage, tracker=gate.tracker, gate=gate.id))
+
+
+def no_measurement(value: float) -> str:
+    """The message for a non-finite measurement: NaN or an infinity measured nothing."""
+    return f"measured {'NaN' if math.isnan(value) else '+Inf' if value > 0 else '-Inf'}: no measurement"
+
+
+async def evaluate(gate: Gate, ctx: ProbeContext, faults: Faults | None = None) -> Result:
     """Evaluate a gate once; every failure becomes an outcome, never an exception."""
     kind = KINDS[gate.kind]
     started = time.time()
@@ -25,14 +51,43 @@ async def evaluate(gate: Gate, ctx: ProbeContext) -> Result:
     except ProbeError as exc:
         return Result(gate.id, ERROR, started, time.monotonic() - t0, message=str(exc) or "probe error")
     except Exception as exc:  # noqa: BLE001 - a broken probe is an error outcome, never a dead scheduler
+        if faults is not None:
+            faults.note("probe", gate)
         return Result(gate.id, ERROR, started, time.monotonic() - t0, message=f"{type(exc).__name__}: {exc}")
     duration = time.monotonic() - t0
-    outcome, message = judge(gate, measurement)
-    return Result(gate.id, outcome, started, duration, dict(measurement.values), message)
+    try:
+        return judged(gate, measurement, started, duration)
+    except Exception as exc:  # noqa: BLE001 - a bug in judging is this gate's error, not a kept old status
+        if faults is not None:
+            faults.note("judge", gate)
+        return Result(gate.id, ERROR, started, duration, message=f"internal error judging: {type(exc).__name__}: {exc}")
+
+
+def judged(gate: Gate, m: Measurement, started: float, duration: float) -> Result:
+    """The Result of a measurement: non-finite values are no measurement (error), whatever `expect` says."""
+    values: dict[str, float] = {}
+    bad: float | None = None
+    for name, raw in m.values.items():
+        try:
+            value = float(raw)
+        except OverflowError:  # an int too large for a float (a 400-digit capture parsed as int)
+            value = math.inf if raw > 0 else -math.inf
+        if math.isfinite(value):
+            values[name] = value
+        elif bad is None or name == "value":
+            bad = value  # the primary measurement's, when it is among them
+    if bad is not None:
+        # Non-finite values are left out of the result: nothing downstream (metrics, JSON, storage) meets them.
+        return Result(gate.id, ERROR, started, duration, values, no_measurement(bad))
+    outcome, message = judge(gate, Measurement(values, ok=m.ok, message=m.message))
+    return Result(gate.id, outcome, started, duration, values, message)
 
 
 def judge(gate: Gate, m: Measurement) -> tuple[str, str]:
-    """Apply the kind's default pass condition and every `expect` condition."""
+    """Apply the kind's default pass condition and every `expect` condition (to finite values)."""
+    for value in m.values.values():
+        if not math.isfinite(value):
+            return ERROR, no_measurement(value)
     if not m.ok:
         return FAIL, m.message or "failed"
     for cond in gate.expect:
