@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 PASS, FAIL, ERROR, PENDING = "pass", "fail", "error", "pending"
 OUTCOMES = (PASS, FAIL, ERROR)
 STATUSES = (*OUTCOMES, PENDING)  # what a gate can show: an outcome, or none yet
+
+
+def finite(value: float | None) -> float | None:
+    """A number for JSON (RFC 8259 has no NaN or infinity): non-finite values are null."""
+    return value if value is None or math.isfinite(value) else None
+
+
+def finite_values(values: dict[str, float]) -> dict[str, float | None]:
+    """Measurements for JSON, non-finite ones null."""
+    return {k: finite(v) for k, v in values.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +42,12 @@ class Result:
         return self.outcome == PASS
 
     def to_json(self) -> dict[str, object]:
-        """The JSON form used by the API, reports and storage."""
+        """The JSON form used by the API and reports (strict JSON: non-finite numbers are null)."""
         return {
             "outcome": self.outcome,
             "started": self.started,
-            "duration": self.duration,
-            "value": self.value,
-            "measurements": dict(self.measurements),
+            "duration": finite(self.duration),
+            "value": finite(self.value),
+            "measurements": finite_values(self.measurements),
             "message": self.message,
         }

@@ -1,4 +1,8 @@
-"""The running exporter: current config, per-tracker state, scheduler and exposition, and reloads."""
+"""The running exporter: current config, per-tracker state, scheduler, supervised tasks, and reloads.
+
+What is shown of the gates (/metrics) is a view attached by a higher stage (exposition): the
+runtime tells its views of every new config and every result, and knows nothing of formats.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,38 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
 
 from exporter.config.fields import ConfigError, Issue
 from exporter.config.model import Config, Gate, load_config
+from exporter.engine.metrics import DefaultRegistry, RuntimeCollector
 from exporter.engine.scheduler import Scheduler
 from exporter.engine.sharding import shard_config
-from exporter.exposition.gates import Exposition, Family, build_info_lines, simple
+from exporter.engine.supervise import Supervisor
 from exporter.log import kv
 from exporter.model import Result
 from exporter.probes import ProbeContext
 from exporter.probes.http import Sessions
-from exporter.state.memory import State
+from exporter.state.memory import GateState, State
 
 log = logging.getLogger("qualitygate")
 
 COMPACT_EVERY = 300.0  # seconds between coarsenings of in-memory uptime buckets
+SCHEDULER, COMPACTION, WATCHER = "scheduler", "compact-uptime", "config-watch"  # supervised task names
+
+
+class GateView(Protocol):
+    """Something that shows the gates (the /metrics exposition): told of each config and each result."""
+
+    def set_trackers(self, trackers: list[tuple[Config, State]]) -> None:
+        """The configs now running, with their state (start and every reload)."""
+        ...
+
+    def update(self, gate: Gate, st: GateState, uptime_window: float) -> None:
+        """A gate's state after an evaluation."""
+        ...
 
 
 def config_files(paths: list[str]) -> list[str]:
@@ -80,13 +100,23 @@ class Runtime:
     read_timeouts: Any = None  # exporter.web.listener.ReadTimeouts when serving HTTP
 
     def __post_init__(self) -> None:
-        self.exposition = Exposition(extra=self._self_metrics)
         self.scheduler: Scheduler | None = None
+        self.supervisor = Supervisor()
+        self.views: list[GateView] = []
+        # The exporter's own metrics: what /metrics renders after the gate series.
+        self.registry = CollectorRegistry()
+        self.registry.register(RuntimeCollector(self))
+        self.registry.register(DefaultRegistry())
         self._sessions = Sessions()
-        self._task: asyncio.Task[None] | None = None
-        self._housekeeping: asyncio.Task[None] | None = None
-        self._watcher: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
+
+    def attach(self, view: GateView) -> None:
+        """Show the gates in this view too, from now on (it gets the running configs at once)."""
+        self.views.append(view)
+        view.set_trackers(self._tracked())
+
+    def _tracked(self) -> list[tuple[Config, State]]:
+        return [(c, self.states[n]) for n, c in self.trackers.items()]
 
     # --- start / stop ---------------------------------------------------------------------
 
@@ -100,18 +130,16 @@ class Runtime:
         """Start evaluating (after prepare(), or preparing these configs first)."""
         if configs is not None:
             self.prepare(configs)
-        assert self.scheduler is not None, "prepare() first"
-        self._task = asyncio.create_task(self.scheduler.run(), name="scheduler")
-        self._housekeeping = asyncio.create_task(self._compact_forever(), name="compact-uptime")
+        scheduler = self.scheduler
+        assert scheduler is not None, "prepare() first"
+        self.supervisor.start(SCHEDULER, scheduler.run)
+        self.supervisor.start(COMPACTION, self._compact_forever)
         if self.watch_interval > 0:
-            self._watcher = asyncio.create_task(self._watch_forever(), name="config-watch")
+            self.supervisor.start(WATCHER, self._watch_forever)
 
     async def stop(self) -> None:
         """Cancel in-flight probes (their children are killed), close sessions and storage."""
-        for task in (self._task, self._housekeeping, self._watcher):
-            if task:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await self.supervisor.stop()
         await self._sessions.close()
         if self.store is not None:
             await self.store.close()
@@ -139,6 +167,11 @@ class Runtime:
                 seen = now
                 log.info("config files changed; reloading")
                 await self.reload()
+
+    @property
+    def healthy(self) -> bool:
+        """False while the scheduler, once started, is not running (it died and awaits its restart)."""
+        return not self.supervisor.started(SCHEDULER) or self.supervisor.running(SCHEDULER)
 
     @property
     def ready(self) -> bool:
@@ -169,7 +202,8 @@ class Runtime:
         if self.store is not None:
             self.store.configured(configs)
         self.trackers = new
-        self.exposition.set_trackers([(c, self.states[n]) for n, c in new.items()])
+        for view in self.views:
+            view.set_trackers(self._tracked())
         assert self.scheduler is not None
         self.scheduler.set_gates(g for c in configs for g in c.gates)
 
@@ -192,22 +226,36 @@ class Runtime:
         return out
 
     async def reload(self) -> list[str]:
-        """Reload the config files; on error keep the old config and return the errors."""
+        """Reload the config files; on any error keep the old config and return the errors."""
         async with self._reload_lock:
             try:
                 configs = await asyncio.to_thread(load_configs, self.config_paths)
             except ConfigError as exc:
-                self.reload_ok = False
-                errors = [str(i) for i in exc.issues]
-                log.error("config reload failed; keeping the running config",
-                          extra=kv(errors=len(errors), first=errors[0] if errors else ""))
-                return errors
-            configs = await asyncio.to_thread(self._my_part, configs)
-            stored = await asyncio.to_thread(self._read_stored, configs)
-            self.apply(configs, stored)
+                return self._reload_failed([str(i) for i in exc.issues])
+            except Exception as exc:  # whatever a reload meets, the running config stays
+                log.exception("config reload raised", extra=kv(stage="load"))
+                return self._reload_failed([f"internal error loading the config: {type(exc).__name__}: {exc}"])
+            old = list(self.trackers.values())
+            try:
+                configs = await asyncio.to_thread(self._my_part, configs)
+                stored = await asyncio.to_thread(self._read_stored, configs)
+                self.apply(configs, stored)
+            except Exception as exc:  # as above; the old config goes back in place
+                log.exception("config reload raised", extra=kv(stage="apply"))
+                try:
+                    self.apply(old, {})
+                except Exception:  # logged; the reload is failed either way
+                    log.exception("restoring the running config after a failed reload raised")
+                return self._reload_failed([f"internal error applying the config: {type(exc).__name__}: {exc}"])
             self.reload_ok, self.reload_ok_at = True, time.time()
             log.info("config reloaded", extra=kv(trackers=len(configs), gates=sum(len(c.gates) for c in configs)))
             return []
+
+    def _reload_failed(self, errors: list[str]) -> list[str]:
+        self.reload_ok = False
+        log.error("config reload failed; keeping the running config",
+                  extra=kv(errors=len(errors), first=errors[0] if errors else ""))
+        return errors
 
     async def _compact_forever(self) -> None:
         """Coarsen and prune in-memory uptime buckets (as the store does on disk), a slice at a time."""
@@ -253,7 +301,8 @@ class Runtime:
             return
         previous = state.get(gate.id).status
         st = state.record(result)
-        self.exposition.update(gate, st, config.uptime_window)
+        for view in self.views:
+            view.update(gate, st, config.uptime_window)
         if self.store is not None:
             self.store.record(gate.tracker, result)
         if result.outcome != previous:
@@ -261,32 +310,3 @@ class Runtime:
             log.log(level, "gate status changed", extra=kv(tracker=gate.tracker, gate=gate.id, tier=gate.tier,
                                                            **{"from": previous, "to": result.outcome},
                                                            message=result.message))
-
-    # --- self metrics ---------------------------------------------------------------------
-
-    def _self_metrics(self, om: bool) -> list[str]:
-        s = self.scheduler
-        out = build_info_lines(om)
-        out += simple("qualitygate_config_last_reload_successful", "gauge",
-                      "1 if the last config (re)load succeeded.", 1.0 if self.reload_ok else 0.0, om)
-        out += simple("qualitygate_config_last_reload_success_timestamp_seconds", "gauge",
-                      "When the config was last loaded successfully (Unix time).", self.reload_ok_at, om)
-        if s is not None:
-            out += simple("qualitygate_scheduler_lag_seconds", "gauge",
-                          "p99 of schedule lag (evaluation start minus due time) over the last minute.",
-                          s.lag_quantile(0.99), om)
-            out += simple("qualitygate_evaluations_skipped_total", "counter",
-                          "Evaluations not started because the previous one was still running or the "
-                          "scheduler fell behind.", s.skipped, om)
-            out += simple("qualitygate_evaluations_in_flight", "gauge", "Evaluations running now.", s.in_flight, om)
-        out += simple("qualitygate_scrape_duration_seconds", "gauge",
-                      "How long rendering the previous /metrics answer took.", self.exposition.last_render_seconds, om)
-        if self.shard is not None:
-            index, count = self.shard
-            info = Family("qualitygate_shard_info", "gauge", "The shard this exporter evaluates; always 1.")
-            out += [info.header(om), f'qualitygate_shard_info{{index="{index}",count="{count}"}} 1.0\n']
-        if self.read_timeouts is not None:
-            out += self.read_timeouts.metric_lines(om)
-        if self.store is not None:
-            out += self.store.metric_lines(om)
-        return out

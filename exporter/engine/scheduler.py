@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 
 from exporter.config.model import Gate
-from exporter.engine.evaluate import evaluate
-from exporter.model import Result
+from exporter.engine.evaluate import Faults, evaluate
+from exporter.model import ERROR, Result
 from exporter.probes import ProbeContext
 
 log = logging.getLogger("qualitygate.scheduler")
@@ -53,6 +53,7 @@ class Scheduler:
         self._lags: collections.deque[tuple[int, array.array[float]]] = collections.deque()
         self._lag_cache: tuple[float, float, float] | None = None  # (computed at, q, value)
         self.skipped = 0  # evaluations not started because the previous one was still running
+        self.faults = Faults()  # unexpected exceptions while evaluating, judging or recording, per stage
         self.started = 0
 
     # --- configuration ---------------------------------------------------------------------
@@ -185,17 +186,33 @@ class Scheduler:
 
     async def _evaluate(self, gid: tuple[str, str], gate: Gate) -> None:
         try:
-            result = await evaluate(gate, self._make_ctx(gate))
+            try:
+                ctx = self._make_ctx(gate)
+            except Exception as exc:  # noqa: BLE001 - no context, no measurement: this gate's error
+                self.faults.note("probe", gate)
+                message = f"internal error: {type(exc).__name__}: {exc}"
+                result = Result(gate.id, ERROR, time.time(), 0.0, message=message)
+            else:
+                result = await evaluate(gate, ctx, self.faults)
             if self._gates.get(gid) is gate:
-                self._on_result(gate, result)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bug in recording must not kill the scheduler
-            log.exception("recording a result failed", extra={"kv": {"gate": gate.id}})
+                self._record(gate, result)
         finally:
             if self._running.get(gid) is asyncio.current_task():
                 del self._running[gid]
             self._start_waiting()
+
+    def _record(self, gate: Gate, result: Result) -> None:
+        """Hand a result on; if that raises, the gate shows an error outcome, never its old status."""
+        try:
+            self._on_result(gate, result)
+        except Exception as exc:  # noqa: BLE001 - a bug in recording must not keep a stale pass
+            self.faults.note("record", gate)
+            failed = Result(gate.id, ERROR, result.started, result.duration,
+                            message=f"internal error recording the result: {type(exc).__name__}: {exc}")
+            try:
+                self._on_result(gate, failed)
+            except Exception:  # counted and logged above; the scheduler goes on
+                log.exception("recording the error outcome failed too", extra={"kv": {"gate": gate.id}})
 
     async def stop(self) -> None:
         """Cancel every in-flight evaluation and wait for them (probes clean up on cancel)."""

@@ -19,29 +19,26 @@ takes (bench/, docs/performance.md). So:
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import math
-import platform
-import struct
 import time
-import zlib
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from exporter import __version__
 from exporter.config.model import TIERS, Config, Gate
+from exporter.exposition.blobs import Blob, gzip_member
+from exporter.exposition.own import render_tail, tail_registry
 from exporter.model import ERROR, OUTCOMES, PASS, PENDING, STATUSES
 from exporter.state.memory import GateState, State
+
+if TYPE_CHECKING:
+    from exporter.engine.runtime import Runtime
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 CHUNK = 64  # gates per cached piece: small enough that a few evaluations dirty little, large enough to compress
-GZIP_LEVEL = 1  # only dirty pieces are compressed per scrape; level 1 keeps the worst case (everything changed) low
 # Changed pieces are rendered and compressed in the background once their gates have been quiet for
 # QUIET seconds (or dirty for MAX_DIRTY), in steps of at most SWEEP_BUDGET seconds. The scheduler runs
 # neighbouring gates together, so a piece changes in one short burst per interval and is rendered
@@ -121,127 +118,16 @@ def gate_labels(gate: Gate) -> str:
             f'gate="{escape(gate.id)}",tier="{escape(gate.tier)}"')
 
 
-# --- gzip from cached pieces ---------------------------------------------------------------------
-
-def _load_crc32_combine() -> Callable[[int, int, int], int] | None:
-    # zlib's crc32_combine is not in Python's zlib module; the C library it links has it.
-    try:
-        fn = ctypes.CDLL("libz.so.1").crc32_combine
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_ulong, ctypes.c_ulong, ctypes.c_long)
-    fn.restype = ctypes.c_ulong
-    return fn
-
-
-_CRC32_COMBINE = _load_crc32_combine()
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
-
-
-def deflate_block(data: bytes) -> bytes:
-    """Raw deflate of `data` ending in a sync flush: blocks like this concatenate into one stream."""
-    co = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
-    return co.compress(data) + co.flush(zlib.Z_SYNC_FLUSH)
-
-
-class _Blob:
-    """Bytes with their deflate block and CRC-32, each computed on first use.
-
-    Three kinds: a blob of `data` (kept); a blob with a `source` (a piece of a changing family,
-    rendered from the gates' values when first asked for: only its small deflate block, CRC and
-    size are kept, and its bytes only once an uncompressed scrape wanted them); and a blob of
-    `parts` (a section, a body): its deflate block is the concatenation of the parts' blocks, its
-    CRC their combination, and its bytes are never joined but for a scrape.
-    """
-
-    __slots__ = ("_data", "_source", "parts", "_size", "_z", "_crc")
-
-    def __init__(self, data: bytes | None = None, parts: list[_Blob] | None = None,
-                 source: Callable[[], bytes] | None = None):
-        self._data = data
-        self._source = source
-        self.parts = parts
-        self._size = len(data) if data is not None else None
-        self._z: bytes | None = None
-        self._crc: int | None = None
-
-    def _render(self) -> bytes:
-        assert self._source is not None
-        data = self._source()
-        self._size, self._crc = len(data), zlib.crc32(data)
-        return data
-
-    @property
-    def size(self) -> int:
-        """Length of the bytes."""
-        if self._size is None:
-            if self.parts is not None:
-                self._size = sum(p.size for p in self.parts)
-            else:
-                self._z = deflate_block(self._render())
-        assert self._size is not None
-        return self._size
-
-    def leaves(self) -> list[bytes]:
-        """The bytes as a list of buffers (joined only by the caller that sends them)."""
-        if self.parts is not None:
-            return [b for p in self.parts for b in p.leaves()]
-        if self._data is None:
-            self._data = self._render()
-        return [self._data]
-
-    @property
-    def z(self) -> bytes:
-        """The deflate block."""
-        if self._z is None:
-            if self.parts is not None:
-                self._z = b"".join(p.z for p in self.parts)
-            else:
-                self._z = deflate_block(self._data if self._data is not None else self._render())
-        return self._z
-
-    @property
-    def crc(self) -> int:
-        """CRC-32 of the bytes."""
-        if self._crc is None:
-            if self.parts is not None and _CRC32_COMBINE is not None:
-                crc = 0
-                for p in self.parts:
-                    if p.size:
-                        crc = _CRC32_COMBINE(crc, p.crc, p.size)
-                self._crc = crc
-            elif self.parts is None and self._data is None:
-                self._z = deflate_block(self._render())
-            else:
-                crc = 0
-                for leaf in self.leaves():
-                    crc = zlib.crc32(leaf, crc)
-                self._crc = crc
-        assert self._crc is not None
-        return self._crc
-
-
-def gzip_member(body: _Blob, tail: bytes) -> bytes:
-    """A gzip file of body + tail: cached deflate blocks, then the tail compressed as the final block."""
-    co = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
-    end = co.compress(tail) + co.flush(zlib.Z_FINISH)
-    size = body.size + len(tail)
-    crc = zlib.crc32(tail, body.crc)
-    return b"".join((_GZIP_HEADER, body.z, end, struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)))
-
-
 # --- the exposition --------------------------------------------------------------------------------
 
 class Exposition:
     """Keeps rendered per-gate lines current and renders a whole scrape on demand."""
 
-    def __init__(self, extra: Callable[[bool], Iterable[str]] | None = None,
-                 registry: CollectorRegistry | None = REGISTRY):
-        self._extra = extra
-        self._registry = registry
+    def __init__(self, registry: CollectorRegistry | None = REGISTRY):
         self.last_render_seconds = 0.0
+        self._tail_registry = tail_registry(registry, lambda: self.last_render_seconds)
         self._sweep_timer: asyncio.TimerHandle | None = None
-        self._headers = {om: [_Blob(f.header(om).encode()) for f in GATE_FAMILIES] for om in (False, True)}
+        self._headers = {om: [Blob(f.header(om).encode()) for f in GATE_FAMILIES] for om in (False, True)}
         self.set_trackers([])
 
     def set_trackers(self, trackers: list[tuple[Config, State]]) -> None:
@@ -258,10 +144,10 @@ class Exposition:
         # Per family and gate: the sample's value as written (b"": no sample). Lines are rendered
         # per piece from these (a whole line per gate would take 10x the memory).
         self._vals: list[list[bytes]] = [[] if fam in _STATIC else [b""] * n for fam in range(len(GATE_FAMILIES))]
-        self._pieces: list[list[_Blob | None]] = [[None] * ((n + CHUNK - 1) // CHUNK) for _ in GATE_FAMILIES]
-        self._sections: dict[tuple[int, bool], _Blob] = {}  # (family, openmetrics) -> header + pieces
-        self._bodies: dict[bool, _Blob] = {}  # openmetrics -> every section and the aggregates
-        self._aggregates: dict[bool, _Blob] = {}
+        self._pieces: list[list[Blob | None]] = [[None] * ((n + CHUNK - 1) // CHUNK) for _ in GATE_FAMILIES]
+        self._sections: dict[tuple[int, bool], Blob] = {}  # (family, openmetrics) -> header + pieces
+        self._bodies: dict[bool, Blob] = {}  # openmetrics -> every section and the aggregates
+        self._aggregates: dict[bool, Blob] = {}
         self._dirty_chunks: dict[int, list[float]] = {}  # chunk -> [first change, last change] (monotonic)
         self._build_aggregates()
         static: dict[int, list[str]] = {fam: [] for fam in _STATIC}
@@ -274,7 +160,7 @@ class Exposition:
             static[_OBJECTIVE].append("" if obj is None else f"gate_objective_ratio{{{labels}}} {fmt(obj)}\n")
             static[_INFO].append(f'gate_info{{{labels},title="{escape(gate.title)}",team="{escape(gate.team)}"}} 1.0\n')
         for fam, lines in static.items():  # never change until the next config: rendered once, kept as pieces
-            self._pieces[fam] = [_Blob("".join(lines[c:c + CHUNK]).encode()) for c in range(0, n, CHUNK)]
+            self._pieces[fam] = [Blob("".join(lines[c:c + CHUNK]).encode()) for c in range(0, n, CHUNK)]
         now = time.time()
         for config, state in self._trackers:
             for gate in config.gates:
@@ -345,7 +231,7 @@ class Exposition:
                 pieces = self._pieces[fam]
                 if chunk < len(pieces):
                     if pieces[chunk] is None:
-                        pieces[chunk] = _Blob(source=functools.partial(self._render_piece, fam, chunk))
+                        pieces[chunk] = Blob(source=functools.partial(self._render_piece, fam, chunk))
                     pieces[chunk].z  # noqa: B018 - computes and keeps the deflate block
             del self._dirty_chunks[chunk]
             if time.perf_counter() - t0 > SWEEP_BUDGET:
@@ -371,22 +257,22 @@ class Exposition:
         self.last_render_seconds = time.perf_counter() - t0
         return out
 
-    def _body(self, om: bool) -> _Blob:
+    def _body(self, om: bool) -> Blob:
         body = self._bodies.get(om)
         if body is None:
             parts = [self._section(fam, om) for fam in range(len(GATE_FAMILIES))]
             parts.append(self._aggregate_blob(om))
-            body = self._bodies[om] = _Blob(parts=parts)
+            body = self._bodies[om] = Blob(parts=parts)
         return body
 
-    def _section(self, fam: int, om: bool) -> _Blob:
+    def _section(self, fam: int, om: bool) -> Blob:
         section = self._sections.get((fam, om))
         if section is None:
             pieces = self._pieces[fam]
             for c, piece in enumerate(pieces):
                 if piece is None:
-                    pieces[c] = _Blob(source=functools.partial(self._render_piece, fam, c))
-            section = self._sections[(fam, om)] = _Blob(parts=[self._headers[om][fam], *pieces])  # type: ignore[list-item]
+                    pieces[c] = Blob(source=functools.partial(self._render_piece, fam, c))
+            section = self._sections[(fam, om)] = Blob(parts=[self._headers[om][fam], *pieces])  # type: ignore[list-item]
         return section
 
     def _render_piece(self, fam: int, chunk: int) -> bytes:
@@ -406,12 +292,7 @@ class Exposition:
         return b"".join(out)
 
     def _tail(self, om: bool) -> bytes:
-        tail = "".join(self._extra(om)).encode() if self._extra else b""
-        if self._registry is not None:
-            tail += generate_openmetrics(self._registry) if om else generate_latest(self._registry)
-        elif om:
-            tail += b"# EOF\n"
-        return tail
+        return render_tail(self._tail_registry, om)
 
     # --- aggregates ----------------------------------------------------------------------------
 
@@ -457,7 +338,7 @@ class Exposition:
             self._phase_pass[self._phase_of[i]] += delta
         self._tally[self._tracker_of[i]][(self._tier_of[i], status)] += delta
 
-    def _aggregate_blob(self, om: bool) -> _Blob:
+    def _aggregate_blob(self, om: bool) -> Blob:
         blob = self._aggregates.get(om)
         if blob is None:
             out = [STEP.header(om)]
@@ -477,17 +358,20 @@ class Exposition:
             for t, tl in enumerate(self._tracker_labels):
                 out += [f'tracker_gates{{tracker="{tl}",tier="{tier}",status="{s}"}} {fmt(n)}\n'
                         for (tier, s), n in self._tally[t].items()]
-            blob = self._aggregates[om] = _Blob("".join(out).encode())
+            blob = self._aggregates[om] = Blob("".join(out).encode())
         return blob
 
 
-def build_info_lines(openmetrics: bool) -> list[str]:
-    """qualitygate_build_info."""
-    fam = Family("qualitygate_build_info", "gauge", "Version of qualitygate-exporter; always 1.")
-    return [fam.header(openmetrics),
-            f'qualitygate_build_info{{version="{__version__}",python_version="{platform.python_version()}"}} 1.0\n']
+def exposition_for(runtime: Runtime) -> Exposition:
+    """The runtime's exposition: attached on first use, its tail the runtime's own-metrics registry."""
+    for view in runtime.views:
+        if isinstance(view, Exposition):
+            return view
+    expo = Exposition(registry=runtime.registry)
+    runtime.attach(expo)
+    return expo
 
 
 def simple(name: str, type_: str, help_: str, value: float, openmetrics: bool) -> list[str]:
-    """A family with one unlabelled sample."""
+    """A family with one unlabelled sample (for state/store.py until it has its collect())."""
     return [Family(name, type_, help_).header(openmetrics), f"{name} {fmt(value)}\n"]

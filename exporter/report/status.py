@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from exporter.config.model import TIERS, Config, Gate
-from exporter.model import ERROR, FAIL, PASS, PENDING
+from exporter.model import ERROR, FAIL, PASS, PENDING, finite, finite_values
 from exporter.state.memory import GateState, State
 
 BLOCKING_TIERS = ("critical", "important")
@@ -38,12 +38,13 @@ def gate_json(gate: Gate, st: GateState | None) -> dict[str, Any]:
         "tier": gate.tier,
         "kind": gate.kind,
         "status": st.status if st else PENDING,
-        "value": r.value if r else None,
-        "measurements": dict(r.measurements) if r else {},
+        # Strict JSON: a non-finite number (from a state file written before they became errors) is null.
+        "value": finite(r.value) if r else None,
+        "measurements": finite_values(r.measurements) if r else {},
         "expect": gate.expect_text,
         "last_evaluation": rfc3339(r.started) if r else None,
         "last_pass": rfc3339(st.last_pass) if st else None,
-        "duration_seconds": r.duration if r else None,
+        "duration_seconds": finite(r.duration) if r else None,
         "message": r.message if r else "",
     }
 

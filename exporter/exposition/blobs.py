@@ -1,0 +1,117 @@
+"""Cached pieces of /metrics and the gzip stream made from them without recompressing unchanged pieces."""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import zlib
+from collections.abc import Callable
+
+GZIP_LEVEL = 1  # only dirty pieces are compressed per scrape; level 1 keeps the worst case (everything changed) low
+
+
+def _load_crc32_combine() -> Callable[[int, int, int], int] | None:
+    # zlib's crc32_combine is not in Python's zlib module; the C library it links has it.
+    try:
+        fn = ctypes.CDLL("libz.so.1").crc32_combine
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_ulong, ctypes.c_ulong, ctypes.c_long)
+    fn.restype = ctypes.c_ulong
+    return fn
+
+
+_CRC32_COMBINE = _load_crc32_combine()
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
+
+
+def deflate_block(data: bytes) -> bytes:
+    """Raw deflate of `data` ending in a sync flush: blocks like this concatenate into one stream."""
+    co = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
+    return co.compress(data) + co.flush(zlib.Z_SYNC_FLUSH)
+
+
+class Blob:
+    """Bytes with their deflate block and CRC-32, each computed on first use.
+
+    Three kinds: a blob of `data` (kept); a blob with a `source` (a piece of a changing family,
+    rendered from the gates' values when first asked for: only its small deflate block, CRC and
+    size are kept, and its bytes only once an uncompressed scrape wanted them); and a blob of
+    `parts` (a section, a body): its deflate block is the concatenation of the parts' blocks, its
+    CRC their combination, and its bytes are never joined but for a scrape.
+    """
+
+    __slots__ = ("_data", "_source", "parts", "_size", "_z", "_crc")
+
+    def __init__(self, data: bytes | None = None, parts: list[Blob] | None = None,
+                 source: Callable[[], bytes] | None = None):
+        self._data = data
+        self._source = source
+        self.parts = parts
+        self._size = len(data) if data is not None else None
+        self._z: bytes | None = None
+        self._crc: int | None = None
+
+    def _render(self) -> bytes:
+        assert self._source is not None
+        data = self._source()
+        self._size, self._crc = len(data), zlib.crc32(data)
+        return data
+
+    @property
+    def size(self) -> int:
+        """Length of the bytes."""
+        if self._size is None:
+            if self.parts is not None:
+                self._size = sum(p.size for p in self.parts)
+            else:
+                self._z = deflate_block(self._render())
+        assert self._size is not None
+        return self._size
+
+    def leaves(self) -> list[bytes]:
+        """The bytes as a list of buffers (joined only by the caller that sends them)."""
+        if self.parts is not None:
+            return [b for p in self.parts for b in p.leaves()]
+        if self._data is None:
+            self._data = self._render()
+        return [self._data]
+
+    @property
+    def z(self) -> bytes:
+        """The deflate block."""
+        if self._z is None:
+            if self.parts is not None:
+                self._z = b"".join(p.z for p in self.parts)
+            else:
+                self._z = deflate_block(self._data if self._data is not None else self._render())
+        return self._z
+
+    @property
+    def crc(self) -> int:
+        """CRC-32 of the bytes."""
+        if self._crc is None:
+            if self.parts is not None and _CRC32_COMBINE is not None:
+                crc = 0
+                for p in self.parts:
+                    if p.size:
+                        crc = _CRC32_COMBINE(crc, p.crc, p.size)
+                self._crc = crc
+            elif self.parts is None and self._data is None:
+                self._z = deflate_block(self._render())
+            else:
+                crc = 0
+                for leaf in self.leaves():
+                    crc = zlib.crc32(leaf, crc)
+                self._crc = crc
+        assert self._crc is not None
+        return self._crc
+
+
+def gzip_member(body: Blob, tail: bytes) -> bytes:
+    """A gzip file of body + tail: cached deflate blocks, then the tail compressed as the final block."""
+    co = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
+    end = co.compress(tail) + co.flush(zlib.Z_FINISH)
+    size = body.size + len(tail)
+    crc = zlib.crc32(tail, body.crc)
+    return b"".join((_GZIP_HEADER, body.z, end, struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)))
