@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from typing import Any
 
 from aiohttp import web
 
 from exporter.engine.runtime import Runtime
-from exporter.exposition.gates import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from exporter.exposition.gates import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, exposition_for
 from exporter.report.status import gate_json, progress_status
 from exporter.state.memory import HISTORY
 from exporter.web import badges as badge_routes
@@ -20,6 +22,8 @@ log = logging.getLogger("qualitygate.web")
 RUNTIME = web.AppKey("runtime", Runtime)
 LIFECYCLE = web.AppKey("lifecycle", bool)
 MAX_BODY = 64 * 1024  # request bodies are small JSON documents (attestations)
+# Strict JSON (RFC 8259): a NaN or infinity left in a document is a bug, answered 500, never sent.
+STRICT_JSON = functools.partial(json.dumps, allow_nan=False)
 
 
 def make_app(runtime: Runtime, *, lifecycle: bool = False, middlewares: list[Any] | None = None) -> web.Application:
@@ -27,6 +31,7 @@ def make_app(runtime: Runtime, *, lifecycle: bool = False, middlewares: list[Any
     app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares or [])
     app[RUNTIME] = runtime
     app[LIFECYCLE] = lifecycle
+    exposition_for(runtime)  # attached now, so that results from the start on are shown
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
@@ -47,7 +52,7 @@ async def metrics(request: web.Request) -> web.Response:
     openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
     compress = "gzip" in request.headers.get("Accept-Encoding", "")
     # The exposition keeps compressed pieces of unchanged gates: no whole-body gzip per scrape.
-    body = runtime.exposition.render(openmetrics, gzip=compress)
+    body = exposition_for(runtime).render(openmetrics, gzip=compress)
     headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE}
     if compress:
         headers["Content-Encoding"] = "gzip"
@@ -56,7 +61,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def healthy(request: web.Request) -> web.Response:
-    """200 while the process runs."""
+    """200 while the process runs and its scheduler with it; 503 while the scheduler is down (restarting)."""
+    if not request.app[RUNTIME].healthy:
+        return web.Response(status=503, text="Unhealthy: the scheduler is not running (restarting).\n")
     return web.Response(text="Healthy.\n")
 
 
@@ -100,8 +107,8 @@ async def progress(request: web.Request) -> web.Response:
             doc = progress_status(cfg, runtime.states[name])
             items.append({"tracker": name, "title": cfg.title, "overall_completion": doc["overall_completion"],
                           "url": f"/api/progress/status?tracker={name}"})
-        return web.json_response({"trackers": items})
-    return web.json_response(progress_status(config, state))
+        return web.json_response(dumps=STRICT_JSON, data={"trackers": items})
+    return web.json_response(dumps=STRICT_JSON, data=progress_status(config, state))
 
 
 async def gates(request: web.Request) -> web.Response:
@@ -109,8 +116,8 @@ async def gates(request: web.Request) -> web.Response:
     config, state = _tracker(request)
     if config is None:
         raise web.HTTPBadRequest(text="several trackers are loaded: add ?tracker=NAME\n")
-    return web.json_response({"tracker": config.tracker,
-                              "gates": [gate_json(g, state.gates.get(g.id)) for g in config.gates]})
+    doc = {"tracker": config.tracker, "gates": [gate_json(g, state.gates.get(g.id)) for g in config.gates]}
+    return web.json_response(dumps=STRICT_JSON, data=doc)
 
 
 async def gate_detail(request: web.Request) -> web.Response:
@@ -132,4 +139,4 @@ async def gate_detail(request: web.Request) -> web.Response:
     if gate.kind == "manual":
         store = request.app[RUNTIME].store
         doc["attestations"] = [a.to_json() for a in store.attestations(config.tracker, gate.id)] if store else []
-    return web.json_response(doc)
+    return web.json_response(dumps=STRICT_JSON, data=doc)
