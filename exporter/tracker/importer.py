@@ -29,6 +29,7 @@ TIER_PHASE_TITLE = "Quality Gate Status"
 UNASSIGNED_PHASE_ID = "unassigned"
 AUTOMATED_CHECK_SUFFIX = "-automated-check"
 AUTOMATED_CHECK_TITLE = "Automated check: "
+CHECK_ANCHOR = "check: "  # the `source` of a gate made from an automated check's command
 MANUAL_MAX_AGE = "30d"
 # Scripts (test suites, load tests) run far longer than an HTTP probe, and not every minute.
 COMMAND_INTERVAL, COMMAND_TIMEOUT = "1h", "10m"
@@ -50,6 +51,7 @@ class GatePlan:
     timeout: str | None = None
     comments: list[str] = field(default_factory=list)
     ticked: bool | None = None
+    source: str = ""  # the line's text, which `render --in-place` finds the line by
     measurable: bool = False
     slug_base: str = ""
     id: str = ""
@@ -117,14 +119,16 @@ class ImportResult:
         m = self.model
         claims = [c for s in [*m.steps, *m.tier_steps] for c in s.claims]
         checks = [c for s in [*m.steps, *m.tier_steps] for c in s.checks]
-        ticked = sum(c.ticked is True for c in claims)
+        ticked = sum(c.ticked is True and not c.rendered for c in claims)
+        rendered = sum(c.ticked is True and c.rendered for c in claims)
         kinds = Counter(g.kind for g in self.automated)
         measurable = sum(g.measurable for g in self.manual)
         lines = [
             f"{self.source}: {len(self.phases)} phases, {len(self.steps)} steps, {len(self.gates)} gates "
             f"(tracker {self.tracker!r})",
             f"  from the document: {len(m.phases)} phases, {len(m.steps)} steps, {len(m.tier_steps)} tier sections, "
-            f"{len(claims)} gate lines ({ticked} ticked by hand), {len(checks)} automated checks",
+            f"{len(claims)} gate lines ({ticked} ticked by hand"
+            + (f", {rendered} ticked by qualitygate render" if rendered else "") + f"), {len(checks)} automated checks",
         ]
         extra = [p for p in self.phases if p.fixed_id]
         for p in extra:
@@ -226,7 +230,8 @@ def _step_plan(step: StepSection, notes: list[Note]) -> StepPlan:
     checks: list[GatePlan] = []
     for check in step.checks:
         gate = GatePlan(AUTOMATED_CHECK_TITLE + check.command, "manual", {"max_age": MANUAL_MAX_AGE}, check.line,
-                        tier=step.tier, slug_base="", comments=[f"line {check.line}: automated check: {check.command}"])
+                        tier=step.tier, slug_base="", source=CHECK_ANCHOR + check.command,
+                        comments=[f"line {check.line}: automated check: {check.command}"])
         _apply_probe(gate, check.command, notes)
         checks.append(gate)
     claims = [(claim, _claim_gate(claim, step, notes)) for claim in step.claims]
@@ -246,6 +251,7 @@ def _claim_gate(claim: Claim, step: StepSection, notes: list[Note]) -> GatePlan:
     box = {True: "[x] ", False: "[ ] ", None: ""}[claim.ticked]
     gate = GatePlan(claim.name, "manual", {"max_age": MANUAL_MAX_AGE}, claim.line, tier=step.tier,
                     description=f"Tracker claim: {claim.text}", ticked=claim.ticked, slug_base=claim.name,
+                    source=claim.text,
                     comments=[f"line {claim.line}: {box}{claim.text}"])
     command = looks_like_command(claim.threshold)
     if command:
@@ -325,8 +331,13 @@ def _no_parens(text: str) -> str:
 
 
 def _q(text: str) -> str:
-    """A double-quoted YAML scalar (JSON strings are YAML; escape what YAML would not accept raw)."""
-    out = json.dumps(text, ensure_ascii=False)
+    """A double-quoted YAML scalar (JSON strings are YAML; escape what YAML would not accept raw).
+
+    Every `$` is written `$$` (a literal `$` to the loader's ${VAR} expansion): text copied from a
+    document must never expand, or a tracker line holding `${AWS_SECRET_ACCESS_KEY:-x}` would put
+    the exporter's own secret on the gate page.
+    """
+    out = json.dumps(text.replace("$", "$$"), ensure_ascii=False)
     return "".join(c if _yaml_printable(c) else (f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}")
                    for c in out)
 
@@ -394,6 +405,8 @@ def _emit(result: ImportResult) -> str:
                 out += [f"          - id: {_flow(g.id)}", f"            title: {_q(g.title)}"]
                 if g.description:
                     out.append(f"            description: {_q(g.description)}")
+                if g.source:
+                    out.append(f"            source: {_q(g.source)}")
                 if g.tier:
                     out.append(f"            tier: {g.tier}")
                 if g.interval:

@@ -32,6 +32,7 @@ class Claim:
     name: str
     threshold: str
     ticked: bool | None  # None: a plain bullet under "Quality Gates", no checkbox
+    rendered: bool = False  # the line carries the status note `qualitygate render` writes
 
 
 @dataclass
@@ -118,6 +119,10 @@ def split_status(title: str) -> tuple[str, str]:
         if m and m[1].strip():
             return m[1].strip(" -–—:|"), m[2].upper()
     return title, ""
+
+
+# The note `render` writes after a gate's text: " — ✅ pass: 96% (>= 95%)", " — ⏳ not verified: ...".
+RENDERED_NOTE = re.compile(r"\s+—\s+(?:✅|❌|⚠️|⚠|⏳)\s*(?:pass|fail|error|not verified)\b", re.I)
 
 
 def strip_note(text: str) -> str:
@@ -401,4 +406,4 @@ def _add_claim(step: StepSection, line: int, text: str, ticked: bool | None, mod
         return
     if not name:
         raise TrackerParseError(f"quality gate {text.strip()!r} has no name before its threshold", line)
-    step.claims.append(Claim(line, body, name, threshold, ticked))
+    step.claims.append(Claim(line, body, name, threshold, ticked, bool(RENDERED_NOTE.search(text))))
