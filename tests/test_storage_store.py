@@ -323,7 +323,7 @@ def test_record_does_not_wait_for_the_disk(tmp_path: Path) -> None:
     try:
         for r in results("a", 2000, NOW - 3000, 1):
             store.record("t", r)
-        assert len(store._queue) + store._in_batch > 0  # queued, not written: record() returned anyway
+        assert store.pending > 0  # queued, not written: record() returned anyway
     finally:
         db.rollback()
         db.close()

@@ -1,0 +1,174 @@
+"""Reading stored gate states back into memory, row by row where a row is not what we wrote.
+
+SQLite keeps whatever a column is given (a hand edit, another program, a half-written disk), so every
+row is checked before it becomes a GateState: a bad history row is left out, a bad gate row leaves
+that gate empty, each with a log line, and the rest restores as usual.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable
+
+from exporter.log import kv
+from exporter.model import ERROR, FAIL, PASS, Result
+from exporter.state.memory import GateState
+
+log = logging.getLogger("qualitygate.storage")
+
+OUTCOMES = frozenset({PASS, FAIL, ERROR})
+BULK_ABOVE = 200  # gates wanted beyond which whole-tracker queries beat queries by gid
+SKIPS_LOGGED = 5  # skipped rows logged one by one per restore; the rest in one summary line
+
+
+class BadRow(ValueError):
+    """A stored row that is not what the writer writes."""
+
+
+def number(x: object) -> float:
+    """A stored REAL or INTEGER; anything else (text, blob, NULL, bool) is a bad row."""
+    if type(x) is float:
+        return x
+    if type(x) is int:
+        try:
+            return float(x)
+        except OverflowError:
+            pass
+    raise BadRow(f"{x!r:.40} is not a number")
+
+
+def text(x: object) -> str:
+    if type(x) is not str:
+        raise BadRow(f"{x!r:.40} is not text")
+    return x
+
+
+def measurements(x: object) -> dict[str, float]:
+    if type(x) is not dict or not all(type(k) is str and type(v) in (int, float) for k, v in x.items()):
+        raise BadRow(f"measurements {json.dumps(x, default=str)[:60]} are not an object of numbers")
+    return x  # type: ignore[return-value]
+
+
+def decode(texts: list[object]) -> list[object]:
+    """Many stored JSON texts at once (one parse is far quicker than one per row); a bad one becomes BadRow."""
+    if all(type(t) is str for t in texts):
+        try:
+            got = json.loads("[" + ",".join(texts) + "]")  # type: ignore[arg-type]
+        except (ValueError, RecursionError):
+            got = None  # one bad text: each on its own
+        if type(got) is list and len(got) == len(texts):  # a text like '1],[2' changes the count
+            return got
+    out: list[object] = []
+    for t in texts:
+        try:
+            out.append(json.loads(t) if type(t) is str else BadRow(f"{t!r:.40} is not JSON text"))
+        except (ValueError, RecursionError) as exc:
+            out.append(BadRow(f"not JSON: {exc}"))
+    return out
+
+
+class Skips:
+    """Rows left out of one restore, logged a few at a time."""
+
+    def __init__(self, tracker: str):
+        self.tracker, self.count = tracker, 0
+
+    def add(self, what: str, gate: object, exc: Exception) -> None:
+        self.count += 1
+        if self.count <= SKIPS_LOGGED:
+            log.warning(f"stored {what} cannot be read; left it out", extra=kv(tracker=self.tracker,
+                        gate=str(gate)[:100], err=str(exc)[:200]))
+
+    def done(self) -> None:
+        if self.count > SKIPS_LOGGED:
+            log.warning("more stored rows cannot be read; left them out",
+                        extra=kv(tracker=self.tracker, rows=self.count - SKIPS_LOGGED))
+
+
+def gate_states(db: sqlite3.Connection, tracker: str, wanted: set[str] | None) -> dict[str, GateState]:
+    """The stored states of a tracker's gates (only those named, when given)."""
+    skips = Skips(tracker)
+    rows = db.execute("SELECT gid, gate, outcome, started, duration, measurements, message, last_pass, since, "
+                      "n_pass, n_fail, n_error FROM gates WHERE tracker = ?", (tracker,)).fetchall()
+    if wanted is not None:
+        rows = [r for r in rows if r[1] in wanted]
+    gates: dict[int, tuple[str, GateState]] = {}
+    for row, meas in zip(rows, decode([r[5] if r[5] is not None else "{}" for r in rows]), strict=True):
+        try:
+            gid, gate, outcome, started, duration, _, message, last_pass, since, np, nf, ne = row
+            gates[gid] = (text(gate), gate_state(gate, outcome, started, duration, meas, message, last_pass, since,
+                                                 (np, nf, ne)))
+        except Exception as exc:  # noqa: BLE001  # whatever a row holds, it costs that gate its state, never the start
+            skips.add("gate state", row[1], exc)
+    if not gates:
+        skips.done()
+        return {}
+    # Whole-tracker queries when most gates are wanted, queries by gid otherwise. Buckets come
+    # grouped per gate as three JSON integer arrays: one parse instead of a million row tuples.
+    if wanted is None or len(gates) > BULK_ABOVE:
+        where, params = "gid IN (SELECT gid FROM gates WHERE tracker = ?)", (tracker,)
+    else:
+        where, params = f"gid IN ({','.join('?' * len(gates))})", tuple(gates)
+    hist_rows = db.execute("SELECT gid, started, duration, outcome, measurements, message FROM history "
+                           f"WHERE {where} ORDER BY gid, seq", params).fetchall()
+    for (gid, started, duration, outcome, _, message), meas in zip(
+            hist_rows, decode([r[4] for r in hist_rows]), strict=True):
+        entry = gates.get(gid)
+        if entry is None:
+            continue
+        try:
+            if outcome not in OUTCOMES:
+                raise BadRow(f"outcome {outcome!r:.40}")
+            if isinstance(meas, BadRow):
+                raise meas
+            entry[1].history.append(Result(entry[0], outcome, number(started), number(duration),
+                                           measurements(meas), text(message)))
+        except Exception as exc:  # noqa: BLE001  # struct.pack of a huge integer, an outcome of another version...
+            skips.add("history row", entry[0], exc)
+    bucket_rows = db.execute("SELECT gid, '[[' || group_concat(start) || '],[' || group_concat(passed) || '],[' "
+                             f"|| group_concat(total) || ']]' FROM buckets WHERE {where} GROUP BY gid",
+                             params).fetchall()
+    for (gid, _), columns in zip(bucket_rows, decode([r[1] for r in bucket_rows]), strict=True):
+        entry = gates.get(gid)
+        if entry is None:
+            continue
+        try:
+            entry[1].buckets = buckets(columns)
+        except Exception as exc:  # noqa: BLE001  # as above
+            skips.add("uptime counts", entry[0], exc)
+    skips.done()
+    return dict(gates.values())
+
+
+def gate_state(gate: str, outcome: object, started: object, duration: object, meas: object, message: object,
+               last_pass: object, since: object, counts: Iterable[object]) -> GateState:
+    """One gates row as a GateState, or BadRow."""
+    st = GateState()
+    if outcome is not None:
+        if outcome not in OUTCOMES:
+            raise BadRow(f"outcome {outcome!r:.40}")
+        if isinstance(meas, BadRow):
+            raise meas
+        st.result = Result(gate, text(outcome), number(started), number(duration), measurements(meas),
+                           "" if message is None else text(message))
+    st.last_pass = None if last_pass is None else number(last_pass)
+    st.since = None if since is None else number(since)
+    np, nf, ne = (int(number(c)) for c in counts)
+    st.counts = {PASS: np, FAIL: nf, ERROR: ne}
+    return st
+
+
+def buckets(columns: object) -> dict[int, list[int]]:
+    """One gate's [[starts], [passed], [totals]] as GateState.buckets."""
+    if isinstance(columns, BadRow):
+        raise columns
+    if type(columns) is not list or len(columns) != 3:
+        raise BadRow("uptime counts are not three lists")
+    out: dict[int, list[int]] = {}
+    for start, passed, total in zip(*columns, strict=True):
+        if type(start) is not int or type(passed) is not int or type(total) is not int or not 0 <= passed <= total:
+            raise BadRow(f"uptime count {start!r:.20}: {passed!r:.20}/{total!r:.20}")
+        out[start] = [passed, total]
+    return out
