@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.web.attest import AttestationError, parse_value
+from exporter.state.attestation import AttestationError, parse_value
 from tests.conftest import ROOT, Served, free_port, wait_for
 from tests.test_manual_gates import manual_tracker
 
@@ -29,12 +29,15 @@ def rows(db: Path) -> list[tuple]:
 
 
 @pytest.mark.parametrize("text, value", [("1", 1.0), ("0.97", 0.97), ("85%", 0.85), ("true", 1.0),
-                                         ("FALSE", 0.0), ("-2", -2.0), ("1e3", 1000.0)])
+                                         ("FALSE", 0.0), ("-2", -2.0), ("1e3", 1000.0),
+                                         ("350ms", 0.35), ("2h", 7200.0), ("95 %", 0.95), ("1.5d", 129600.0),
+                                         ("12", 12.0)])
 def test_values(text: str, value: float) -> None:
-    assert parse_value(text) == pytest.approx(value)
+    assert parse_value(text).value == pytest.approx(value)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "nan", "inf", "1%%", "yes", "0x10"])
+@pytest.mark.parametrize("text", ["", "abc", "nan", "inf", "1%%", "yes", "0x10", "١٢", "1" * 400, "5 years",
+                                  "2hh", "95 %%"])
 def test_bad_values(text: str) -> None:
     with pytest.raises(AttestationError):
         parse_value(text)
@@ -45,7 +48,7 @@ def test_attest_through_a_running_exporter(tmp_path: Path, write_config, serve) 
     s = serve(write_config(manual_tracker("m")), "--storage.path", str(db))
     ok = attest("security-audit", "--value", "true", "--note", "pentest #12", "--by", "alice", "--url", s.url)
     assert ok.returncode == 0, ok.stderr
-    assert "attested m/security-audit = 1.0 by alice" in ok.stdout
+    assert "recorded true for m/security-audit by alice" in ok.stdout
     wait_for(lambda: json.loads(s.get("/api/gates/security-audit")[1])["status"] == "pass", timeout=30,
              what="the gate to pass")
     for args, message in [
@@ -116,6 +119,7 @@ def test_attest_straight_into_the_state_file(tmp_path: Path, write_config) -> No
     ok = attest("signoff", "--value", "97%", "--note", "release v2", "--by", "erin",
                 "--storage.path", str(db), "--config.file", str(config))
     assert ok.returncode == 0, ok.stderr
+    assert "recorded 97% (0.97) for m/signoff by erin" in ok.stdout
     assert rows(db) == [("m", "signoff", 0.97, "erin", "release v2")]
     for args, message in [
         (("nope", "--value", "1", "--config.file", str(config)), "unknown gate 'nope'"),

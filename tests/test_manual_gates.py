@@ -30,6 +30,12 @@ GATES = """
   manual: {max_age: 1h}
 - id: disk
   file: {path: /etc/hostname}
+- id: integration-coverage
+  manual: {max_age: 1d}
+  expect: ">= 90%"
+- id: p99-latency
+  manual: {max_age: 1d}
+  expect: "< 500ms"
 """
 
 
@@ -118,7 +124,24 @@ def test_endpoint_refuses_bad_input_and_stores_nothing(tmp_path: Path, write_con
     cases = [
         (url.format("nope"), '{"value": 1}', "application/json", 404, "unknown gate 'nope'"),
         (url.format("disk"), '{"value": 1}', "application/json", 409, "only manual gates"),
-        (url.format("security-audit"), '{"value": "1"}', "application/json", 400, "number, true or false"),
+        (url.format("security-audit"), '{"value": "one"}', "application/json", 400, "invalid value 'one'"),
+        (url.format("security-audit"), '{"value": [1]}', "application/json", 400, "must be a number, true, false"),
+        (url.format("security-audit"), '{"value": 1, "note": "\\ud800"}', "application/json", 400,
+         "note is not valid Unicode"),
+        (url.format("security-audit"), '{"value": 1, "by": "x\\udfff"}', "application/json", 400,
+         "by is not valid Unicode"),
+        (url.format("security-audit"), b'{"value": 1, "note": "\xff"}', "application/json", 400, "not valid JSON"),
+        (url.format("security-audit"), json.dumps({"value": "1" * 65}), "application/json", 400, "longer than 64"),
+        (url.format("integration-coverage"), '{"value": 42}', "application/json", 400,
+         "42 is ambiguous for '>= 90%': write it with its unit, e.g. 42%"),
+        (url.format("integration-coverage"), '{"value": "42"}', "application/json", 400,
+         "42 is ambiguous for '>= 90%'"),
+        (url.format("integration-coverage"), '{"value": "95ms"}', "application/json", 400,
+         "95ms is a duration, but '>= 90%' is about a ratio"),
+        (url.format("integration-coverage"), '{"value": true}', "application/json", 400, "ambiguous"),
+        (url.format("p99-latency"), '{"value": 0.3}', "application/json", 400,
+         "0.3 is ambiguous for '< 500ms': write it with its unit, e.g. 0.3ms"),
+        (url.format("p99-latency"), '{"value": "30%"}', "application/json", 400, "30% is a ratio"),
         (url.format("security-audit"), '{"value": NaN}', "application/json", 400, "finite"),
         (url.format("security-audit"), '{"value": 1e999}', "application/json", 400, "finite"),
         (url.format("security-audit"), '{"note": "x"}', "application/json", 400, "missing field 'value'"),
@@ -138,10 +161,12 @@ def test_endpoint_refuses_bad_input_and_stores_nothing(tmp_path: Path, write_con
         assert got_status == status, (body, doc)
         assert message in doc.get("error", ""), (body, doc)
     big = json.dumps({"value": 1, "note": "x" * 100_000})
-    assert post(url.format("security-audit"), big)[0] == 413
+    status, doc = post(url.format("security-audit"), big)
+    assert status == 413 and "too large" in doc["error"], doc  # the JSON error shape, as every other refusal
     detail = json.loads(s.get("/api/gates/security-audit")[1])
     assert detail["attestations"] == []
     assert detail["status"] == "fail"
+    assert json.loads(s.get("/api/gates/integration-coverage")[1])["attestations"] == []
     s.stop()
     assert stored_attestations(db) == 0
 

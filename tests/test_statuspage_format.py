@@ -6,7 +6,9 @@ import pytest
 from multidict import MultiDict
 
 from exporter.config.model import parse_config
-from exporter.web.statuspage import BadRequest, Filters, ago, checks, parse_filters, summary, uptime_strip
+from exporter.web.filters import BadRequest, Filters, parse_filters
+from exporter.web.humanize import ago, checks, summary
+from exporter.web.views import uptime_strip
 
 CONFIG = """
 tracker: fmt

@@ -16,8 +16,9 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 
 from exporter.config.fields import ConfigError
-from exporter.web import webconfig
-from exporter.web.webconfig import BasicAuth, bcrypt_problem, load_web_config, parse_basic
+from exporter.web import auth as web_auth
+from exporter.web.auth import BasicAuth, parse_basic
+from exporter.web.webconfig import bcrypt_problem, load_web_config
 
 HASH_PW = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
 NOT_BCRYPT = "not a bcrypt hash (want $2a$, $2b$ or $2y$ as made by `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)"
@@ -153,7 +154,7 @@ INVALID = {
         "12: basic_auth_users.a:b: a user name must be non-empty, without ':' or control characters",
         "13: basic_auth_users.carol: $2x$ bcrypt hashes (a buggy legacy variant) are not supported; "
         "rehash with $2b$ or $2y$",
-        "14: basic_auth_users.dave: bcrypt cost 3 is out of range (4..31)",
+        "14: basic_auth_users.dave: bcrypt cost 3 is out of range (4..16); 10 to 12 is usual",
         "15: basic_auth_users.erin: environment variable QG_TEST_UNSET_HASH is not set",
         "16: rate_limit: not supported here; put a reverse proxy in front to rate-limit",
     ]),
@@ -316,7 +317,7 @@ class CountingCheckpw:
 
 async def test_unknown_user_and_wrong_password_both_pay_bcrypt_and_both_fail(monkeypatch: pytest.MonkeyPatch):
     counting = CountingCheckpw()
-    monkeypatch.setattr(webconfig.bcrypt, "checkpw", counting)
+    monkeypatch.setattr(web_auth.bcrypt, "checkpw", counting)
     auth = BasicAuth({"alice": HASH_PW})
     assert await auth.authenticate(basic("alice", "wrong")) is None
     assert await auth.authenticate(basic("mallory", "s3cret")) is None
@@ -328,7 +329,7 @@ async def test_unknown_user_and_wrong_password_both_pay_bcrypt_and_both_fail(mon
 
 async def test_successful_checks_are_cached_failures_are_not(monkeypatch: pytest.MonkeyPatch):
     counting = CountingCheckpw()
-    monkeypatch.setattr(webconfig.bcrypt, "checkpw", counting)
+    monkeypatch.setattr(web_auth.bcrypt, "checkpw", counting)
     auth = BasicAuth({"alice": HASH_PW})
     for _ in range(5):
         assert await auth.authenticate(basic("alice", "s3cret")) == "alice"
@@ -339,7 +340,7 @@ async def test_successful_checks_are_cached_failures_are_not(monkeypatch: pytest
 
 
 async def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(webconfig, "AUTH_CACHE_SIZE", 3)
+    monkeypatch.setattr(web_auth, "AUTH_CACHE_SIZE", 3)
     users = {f"u{i}": bcrypt.hashpw(f"p{i}".encode(), bcrypt.gensalt(rounds=4)).decode() for i in range(6)}
     auth = BasicAuth(users)
     for i in range(6):

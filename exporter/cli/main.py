@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--concurrency", type=int, default=32, metavar="N")
     _log_flags(check)
 
-    from exporter.web.attest import add_arguments as attest_arguments
+    from exporter.cli.attest import add_arguments as attest_arguments
 
     attest_arguments(sub.add_parser("attest", help="record an attestation for a manual gate"))
 
@@ -247,7 +247,7 @@ def _open_store(path: str, read_only: bool = False) -> Any:
 
 def cmd_attest(args: argparse.Namespace) -> int:
     """Record an attestation for a manual gate (through a running exporter, or in the state file)."""
-    from exporter.web.attest import run
+    from exporter.cli.attest import run
 
     return run(args)
 

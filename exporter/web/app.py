@@ -15,7 +15,9 @@ from exporter.report.status import gate_json, progress_status
 from exporter.state.memory import HISTORY
 from exporter.web import badges as badge_routes
 from exporter.web import statuspage
-from exporter.web.attest import attestation_handler
+from exporter.web.attest import attestation_handler, log_write_policy
+from exporter.web.auth import authenticates
+from exporter.web.negotiate import accepts_gzip, wants_openmetrics
 
 log = logging.getLogger("qualitygate.web")
 
@@ -41,6 +43,7 @@ def make_app(runtime: Runtime, *, lifecycle: bool = False, middlewares: list[Any
     app.router.add_get("/api/gates", gates)
     app.router.add_get("/api/gates/{id}", gate_detail)
     app.router.add_post("/api/gates/{id}/attestations", attestation_handler(runtime))
+    app.on_startup.append(log_write_policy(authenticates(middlewares or [])))
     statuspage.add_routes(app, RUNTIME)  # GET /, /gates/{id}, /assets/*
     badge_routes.add_routes(app, RUNTIME)  # GET /badge/tracker.svg, /badge/phase/{id}.svg, /badge/gate/{id}.svg
     return app
@@ -49,8 +52,8 @@ def make_app(runtime: Runtime, *, lifecycle: bool = False, middlewares: list[Any
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text, or OpenMetrics when the Accept header asks for it; gzip when accepted."""
     runtime = request.app[RUNTIME]
-    openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
-    compress = "gzip" in request.headers.get("Accept-Encoding", "")
+    openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+    compress = accepts_gzip(request.headers.get("Accept-Encoding", ""))
     # The exposition keeps compressed pieces of unchanged gates: no whole-body gzip per scrape.
     body = exposition_for(runtime).render(openmetrics, gzip=compress)
     headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE}

@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily
 
-from exporter.exposition.gates import Family, fmt
 from exporter.log import kv
 
 log = logging.getLogger("qualitygate.web")
@@ -39,19 +39,20 @@ LINGERING_SECONDS = 1.0
 
 
 class ReadTimeouts:
-    """How many connections and requests were ended by a read deadline, by stage."""
+    """How many connections and requests were ended by a read deadline, by stage (a prometheus_client collector)."""
 
     def __init__(self) -> None:
         self.head = 0
         self.body = 0
 
-    def metric_lines(self, openmetrics: bool) -> list[str]:
-        fam = Family("qualitygate_http_read_timeouts_total", "counter",
-                     "Connections closed because a request head or body did not arrive within "
-                     "--web.read-timeout.")
-        return [fam.header(openmetrics),
-                f'qualitygate_http_read_timeouts_total{{stage="head"}} {fmt(self.head)}\n',
-                f'qualitygate_http_read_timeouts_total{{stage="body"}} {fmt(self.body)}\n']
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """qualitygate_http_read_timeouts_total{stage="head"|"body"}."""
+        family = CounterMetricFamily("qualitygate_http_read_timeouts_total",
+                                     "Connections closed because a request head or body did not arrive within "
+                                     "--web.read-timeout.", labels=["stage"])
+        family.add_metric(["head"], self.head)
+        family.add_metric(["body"], self.body)
+        yield family
 
 
 class HeadDeadline(asyncio.Protocol):
@@ -120,6 +121,12 @@ def body_deadline(timeout: float, counts: ReadTimeouts) -> Callable[..., Awaitab
             try:
                 # cached: the handler's own read() gets the same bytes back
                 await asyncio.wait_for(request.read(), timeout if timeout > 0 else None)
+            except web.HTTPRequestEntityTooLarge as exc:
+                # The same {"error": ...} shape as every other refusal, not aiohttp's text page.
+                resp = web.json_response({"error": f"request body too large: {exc.text or 'refused'}"},
+                                         status=413)
+                resp.force_close()
+                return resp
             except TimeoutError:
                 counts.body += 1
                 resp = web.json_response({"error": f"request body not received within {timeout:g}s"}, status=408)
