@@ -1,9 +1,11 @@
-"""Shared fixtures: free ports, config files, and a real `qualitygate serve` subprocess."""
+"""Shared fixtures: config files, and a real `qualitygate serve` subprocess on a port it chose itself."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,7 +24,10 @@ TESTDATA = Path(__file__).resolve().parent / "testdata"
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
+    """A TCP port free on 127.0.0.1 right now, and possibly taken by someone else a moment later.
+
+    Only for a port nothing should answer on (a refused connection) or for a third-party server
+    that cannot bind port 0 and report it; an exporter binds :0 and says its port (`listening_port`)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -75,6 +80,33 @@ def one_step_tracker(gates: str, *, tracker: str = "t", title: str = "T", **top:
             f"      - id: s\n        title: S\n        gates:\n{items}")
 
 
+_LISTENING = re.compile(r'"?msg"?[=:] ?"?listening\b.*?"?address"?[=:] ?"?[^\s"]*:(\d+)')
+_SERVES = itertools.count(1)
+
+
+def listening_port(log_text: str) -> int | None:
+    """The port of the exporter's "listening" log line (logfmt or JSON), None until it is logged."""
+    match = _LISTENING.search(log_text)
+    return int(match.group(1)) if match else None
+
+
+def wait_listening(proc: subprocess.Popen[str], log_path: Path, timeout: float = 30.0) -> int:
+    """Wait for a `qualitygate serve` started with --web.listen-address HOST:0 to log its bound port."""
+
+    def port() -> int | None:
+        if proc.poll() is not None:
+            raise AssertionError(f"exporter exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
+        return listening_port(log_path.read_text(errors="replace"))
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = port()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no 'listening' line within {timeout}s:\n{log_path.read_text(errors='replace')[-4000:]}")
+
+
 @dataclass
 class Served:
     """A running `qualitygate serve` subprocess."""
@@ -107,23 +139,25 @@ class Served:
 def start_serve(config: Path | list[Path], tmp_path: Path, *extra_args: str, ready: bool = True,
                 env: dict[str, str] | None = None, storage: bool = True,
                 probe: Callable[[Served], bool] | None = None) -> Served:
-    """Start a real exporter on a free loopback port and wait until it is healthy (and ready).
+    """Start a real exporter on 127.0.0.1:0, read the port it bound from its log, and wait until it is
+    healthy (and ready).
 
     `probe` replaces the plain-HTTP health check, for an exporter behind TLS or auth."""
-    port = free_port()
+    n = next(_SERVES)
     configs = config if isinstance(config, list) else [config]
-    args = [sys.executable, "-m", "exporter", "serve", "--web.listen-address", f"127.0.0.1:{port}"]
+    args = [sys.executable, "-m", "exporter", "serve", "--web.listen-address", "127.0.0.1:0"]
     for c in configs:
         args += ["--config.file", str(c)]
     if storage and not any(a.startswith("--storage.path") for a in extra_args):
-        args += ["--storage.path", str(tmp_path / f"state-{port}.db")]
+        args += ["--storage.path", str(tmp_path / f"state-{n}.db")]
     args += list(extra_args)
-    log_path = tmp_path / f"serve-{port}.log"
+    log_path = tmp_path / f"serve-{n}.log"
     with open(log_path, "w") as log_file:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT),
                                 env={**os.environ, **(env or {})})
-    served = Served(proc, port, log_path)
+    served = Served(proc, 0, log_path)
     try:
+        served.port = wait_listening(proc, log_path)
         healthy = probe or (lambda s: s.get("/-/healthy", timeout=1)[0] == 200)
         wait_for(lambda: proc.poll() is not None or healthy(served), timeout=30, what="exporter to start")
         if proc.poll() is not None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from exporter.cli.common import EXIT_FAILING, EXIT_OK, UsageError, check_output, open_store, os_reason
 from exporter.config.durations import format_duration
 from exporter.config.expect import format_number
-from exporter.config.model import Config, Gate
+from exporter.config.model import TIERS, Config, Gate
 from exporter.engine.evaluate import evaluate
+from exporter.log import setup as setup_logging
 from exporter.model import PASS, Result
 from exporter.probes import ProbeContext
+from exporter.probes.base import History
 from exporter.probes.http import Sessions
 from exporter.report.status import BLOCKING_TIERS, progress_status
 from exporter.state.memory import State
@@ -44,7 +49,7 @@ def select(config: Config, tiers: tuple[str, ...], gate_ids: tuple[str, ...]) ->
     return config.restrict(lambda g: g.id in gate_ids if gate_ids else g.tier in tiers)
 
 
-async def run_check(config: Config, concurrency: int = 32, history: Any = None) -> CheckRun:
+async def run_check(config: Config, concurrency: int = 32, history: History | None = None) -> CheckRun:
     """Evaluate every gate of the config once."""
     state = State()
     sem = asyncio.Semaphore(concurrency)
@@ -98,3 +103,53 @@ def print_run(run: CheckRun, out: TextIO, color: bool = False) -> None:
     total = len(run.results)
     out.write(f"\n{run.config.tracker}: {counts['pass']}/{total} gates passed, {counts['fail']} failed, "
               f"{counts['error']} errors\n")
+
+
+REPORT_FLAGS = (("--junit-xml", "junit"), ("--markdown", "markdown"), ("--json", "json"))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Evaluate once and report: exit 0 every selected gate passed, 1 some did not, 2 usage."""
+    from exporter.engine.runtime import load_configs
+
+    setup_logging(args.log_level, args.log_format)
+    tiers = tuple(t.strip() for t in args.tiers.split(",")) if args.tiers else DEFAULT_TIERS
+    bad = [t for t in tiers if t not in TIERS]
+    if bad:
+        raise UsageError(f"unknown tier {bad[0]!r} (one of {', '.join(TIERS)})")
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    # Refused before evaluating: a report that cannot be written must not cost a whole run first.
+    for flag, attr in REPORT_FLAGS:
+        if getattr(args, attr):
+            check_output(flag, getattr(args, attr))
+    configs = load_configs(args.config_files)
+    known = {g.id for c in configs for g in c.gates}
+    unknown = [g for g in args.gates if g not in known]
+    if unknown:
+        raise UsageError(f"unknown gate {unknown[0]!r}")
+    store = open_store(args.storage, read_only=True) if args.storage else None
+    ok = True
+    runs = []
+    for config in configs:
+        chosen = select(config, tiers, tuple(args.gates))
+        history = store.history(config.tracker, None) if store else None
+        run = asyncio.run(run_check(chosen, args.concurrency, history))
+        print_run(run, sys.stdout, color=sys.stdout.isatty())
+        ok &= run.ok
+        runs.append(run)
+    if args.junit or args.markdown or args.json:
+        write_check_reports(runs, args)
+    return EXIT_OK if ok else EXIT_FAILING
+
+
+def write_check_reports(runs: list[CheckRun], args: argparse.Namespace) -> None:
+    """The requested CI reports of the runs (one tracker's document, or every tracker's)."""
+    from exporter.report.ci import ReportWriteError, write_reports
+
+    status = runs[0].status() if len(runs) == 1 else {"trackers": [r.status() for r in runs]}
+    try:
+        write_reports(status, junit_path=args.junit, markdown_path=args.markdown, json_path=args.json)
+    except ReportWriteError as exc:
+        flag = next((f for f, attr in REPORT_FLAGS if getattr(args, attr) == exc.path), "report")
+        raise UsageError(f"{flag} {exc.path}: cannot write: {os_reason(exc.error)}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import json
 import logging
 import os
@@ -220,9 +221,19 @@ def json_report(status: Mapping[str, Any]) -> str:
     return json.dumps(status, indent=2, ensure_ascii=False) + "\n"
 
 
+class ReportWriteError(OSError):
+    """A report file could not be written: `path` is the one asked for, `error` what the system said."""
+
+    def __init__(self, path: str, error: OSError):
+        super().__init__(error.errno, error.strerror, path)
+        self.path = path
+        self.error = error
+
+
 def write_reports(status: Mapping[str, Any], junit_path: str | None = None, markdown_path: str | None = None,
                   json_path: str | None = None, *, environ: Mapping[str, str] | None = None) -> list[str]:
-    """Write the requested reports (OSError if one cannot be written); append markdown to $GITHUB_STEP_SUMMARY."""
+    """Write the requested reports (ReportWriteError naming the path if one cannot be written); append the
+    markdown to $GITHUB_STEP_SUMMARY."""
     env = os.environ if environ is None else environ
     written = []
     markdown = None
@@ -231,7 +242,10 @@ def write_reports(status: Mapping[str, Any], junit_path: str | None = None, mark
             text = render(status)
             if render is markdown_table:
                 markdown = text
-            _write_atomic(path, text)
+            try:
+                _write_atomic(path, text)
+            except OSError as exc:
+                raise ReportWriteError(path, exc) from exc
             written.append(path)
     summary = env.get("GITHUB_STEP_SUMMARY")
     if summary:
@@ -246,6 +260,9 @@ def write_reports(status: Mapping[str, Any], junit_path: str | None = None, mark
 
 
 def _write_atomic(path: str, text: str) -> None:
+    if os.path.isdir(path):
+        # os.replace would give EBUSY for "/" and EISDIR elsewhere, after a temporary file was made
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".qualitygate-", dir=folder)

@@ -1,0 +1,246 @@
+"""`qualitygate serve`: the server's settings apart from the server, which runs startup -> main loop ->
+shutdown inside one signal-handling context (as uvicorn keeps `Config` and `Server` apart)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from exporter import __version__
+from exporter.cli.common import EXIT_OK, UsageError, check_output, open_store, os_reason
+from exporter.config.durations import parse_duration
+from exporter.log import kv
+from exporter.log import setup as setup_logging
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from exporter.config.model import Config
+    from exporter.engine.runtime import Runtime
+    from exporter.state.store import Store
+
+DEFAULT_PORT = 9916
+DEFAULT_LISTEN = f":{DEFAULT_PORT}"
+
+log = logging.getLogger("qualitygate")
+
+Middleware = Callable[..., Awaitable["web.StreamResponse"]]
+
+
+def parse_listen(address: str) -> tuple[str | None, int]:
+    """HOST:PORT (HOST may be empty for every interface, or [v6]; PORT 0 lets the system choose)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise UsageError(f"invalid --web.listen-address {address!r} (want HOST:PORT)")
+    host = host.strip("[]")
+    return (host or None), int(port)
+
+
+def _duration(flag: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything `serve` was asked to do, checked: a bad flag is a UsageError before anything starts."""
+
+    config_files: tuple[str, ...]
+    listen: str
+    host: str | None
+    port: int
+    web_config: str | None = None
+    lifecycle: bool = False
+    read_timeout: float = 10.0
+    idle_timeout: float = 300.0
+    storage: str | None = None  # None: the default path; "": memory only
+    concurrency: int = 128
+    watch_interval: float = 0.0
+    shard: tuple[int, int] | None = None
+    log_level: str = "info"
+    log_format: str = "logfmt"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServeConfig:
+        """The flags of `serve`, checked."""
+        host, port = parse_listen(args.listen)
+        if args.concurrency < 1:
+            raise UsageError("--scheduler.max-concurrency must be at least 1")
+        watch = _duration("--config.watch-interval", args.watch_interval)
+        read_timeout = _duration("--web.read-timeout", args.read_timeout)
+        idle_timeout = _duration("--web.idle-timeout", args.idle_timeout)
+        if idle_timeout <= 0:
+            raise UsageError("--web.idle-timeout must be more than 0s")
+        if (args.shard_index is None) != (args.shard_count is None):
+            raise UsageError("--shard.index and --shard.count go together")
+        shard = None
+        if args.shard_count is not None:
+            if not (args.shard_count >= 1 and 0 <= args.shard_index < args.shard_count):
+                raise UsageError(f"--shard.index must be in 0..{args.shard_count - 1} and --shard.count at least 1")
+            shard = (args.shard_index, args.shard_count)
+        return cls(config_files=tuple(args.config_files), listen=args.listen, host=host, port=port,
+                   web_config=args.web_config, lifecycle=args.lifecycle, read_timeout=read_timeout,
+                   idle_timeout=idle_timeout, storage=args.storage, concurrency=args.concurrency,
+                   watch_interval=watch, shard=shard, log_level=args.log_level, log_format=args.log_format)
+
+
+@dataclass(frozen=True)
+class WebOptions:
+    """TLS and the auth middlewares from --web.config.file (none without one)."""
+
+    ssl: ssl.SSLContext | None = None
+    middlewares: list[Middleware] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: str | None) -> WebOptions:
+        """Read the web config file (a ConfigError, exit 2, on a bad one)."""
+        if not path:
+            return cls()
+        from exporter.web.webconfig import load_web_config
+
+        wc = load_web_config(path)
+        return cls(ssl=wc.ssl_context(), middlewares=wc.middlewares())
+
+
+def bound_address(server: asyncio.AbstractServer, host: str | None) -> str:
+    """HOST:PORT as bound (the real port when 0 was asked for), HOST as configured (empty: every interface)."""
+    port = 0
+    for sock in server.sockets:
+        port = sock.getsockname()[1]
+        break
+    shown = host or ""
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"{shown}:{port}"
+
+
+@contextlib.contextmanager
+def signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None], reload: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT stop, SIGHUP reloads, for as long as the block runs."""
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
+
+class Server:
+    """The running exporter: state, runtime, web app and listener, started and stopped in order."""
+
+    def __init__(self, config: ServeConfig, configs: list[Config], web_options: WebOptions):
+        self.config = config
+        self.configs = configs
+        self.web_options = web_options
+        self.should_exit = asyncio.Event()
+        self.address = config.listen  # the bound address once listening
+        self._runtime: Runtime | None = None
+        self._runner: web.AppRunner | None = None
+        self._listener: asyncio.AbstractServer | None = None
+        self._reloads: set[asyncio.Task[None]] = set()
+
+    async def serve(self) -> int:
+        """Start, run until SIGTERM/SIGINT (SIGHUP reloads), stop; signals are handled throughout."""
+        loop = asyncio.get_running_loop()
+        with signals(loop, self.should_exit.set, self._reload):
+            try:
+                await self.startup()
+                await self.main_loop()
+            finally:
+                await self.shutdown()
+        return EXIT_OK
+
+    async def startup(self) -> None:
+        """Restore state first, listen next, evaluate last: gates that probe this exporter itself
+        (the example tracker's do) must find it listening on their first run."""
+        from aiohttp import web
+
+        from exporter.engine.runtime import Runtime
+        from exporter.web.app import make_app
+        from exporter.web.listener import LINGERING_SECONDS, ReadTimeouts, body_deadline, listen
+
+        c = self.config
+        runtime = self._runtime = Runtime(list(c.config_files), max_concurrency=c.concurrency, shard=c.shard,
+                                          watch_interval=c.watch_interval)
+        runtime.store = self._store()
+        runtime.prepare(self.configs)
+        timeouts = runtime.read_timeouts = ReadTimeouts()
+        # The body deadline goes after the auth middleware: a stranger's body is never waited for.
+        middlewares = [*self.web_options.middlewares, body_deadline(c.read_timeout, timeouts)]
+        app = make_app(runtime, lifecycle=c.lifecycle, middlewares=middlewares)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=c.idle_timeout,
+                                     lingering_time=LINGERING_SECONDS)
+        await self._runner.setup()
+        try:
+            self._listener = await listen(self._runner, c.host, c.port, ssl_context=self.web_options.ssl,
+                                          read_timeout=c.read_timeout, counts=timeouts)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {c.listen}: {os_reason(exc)}") from None
+        except (socket.gaierror, UnicodeError) as exc:
+            raise UsageError(f"cannot listen on {c.listen}: {exc}") from None
+        self.address = bound_address(self._listener, c.host)
+        await runtime.start()
+        log.info("listening", extra=kv(address=self.address, gates=sum(len(g.gates) for g in self.configs),
+                                       tls=self.web_options.ssl is not None, version=__version__))
+
+    async def main_loop(self) -> None:
+        """Wait for a stop signal."""
+        await self.should_exit.wait()
+        log.info("shutting down")
+
+    async def shutdown(self) -> None:
+        """Stop accepting, end open connections, then stop the runtime (which flushes the state file)."""
+        if self._listener is not None:
+            self._listener.close()  # stop accepting; runner.cleanup() then ends the open connections
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._runtime is not None:
+            await self._runtime.stop()
+
+    def _reload(self) -> None:
+        if self._runtime is None:
+            return  # SIGHUP before startup has a runtime: the config about to run is the current one
+        task = asyncio.get_running_loop().create_task(self._runtime.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    def _store(self) -> Store | None:
+        from exporter.state.store import DEFAULT_PATH
+
+        if self.config.storage == "":
+            log.info("state kept in memory only (--storage.path ''): restarts forget history, "
+                     "manual gates cannot pass")
+            return None
+        path = self.config.storage or DEFAULT_PATH
+        # A file that cannot be written later degrades to memory (a disk fault must not stop the gates),
+        # but a directory can never become the state file: that is a usage error, said at start.
+        check_output("--storage.path", path)
+        return open_store(path)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the exporter until SIGTERM/SIGINT; SIGHUP reloads."""
+    from exporter.engine.runtime import load_configs
+
+    setup_logging(args.log_level, args.log_format)
+    config = ServeConfig.from_args(args)
+    configs = load_configs(list(config.config_files))
+    web_options = WebOptions.load(config.web_config)
+
+    async def run() -> int:
+        return await Server(config, configs, web_options).serve()
+
+    return asyncio.run(run())
