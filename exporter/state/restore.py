@@ -107,6 +107,7 @@ def gate_states(db: sqlite3.Connection, tracker: str, wanted: set[str] | None) -
         return {}
     # Whole-tracker queries when most gates are wanted, queries by gid otherwise. Buckets come
     # grouped per gate as three JSON integer arrays: one parse instead of a million row tuples.
+    params: tuple[object, ...]
     if wanted is None or len(gates) > BULK_ABOVE:
         where, params = "gid IN (SELECT gid FROM gates WHERE tracker = ?)", (tracker,)
     else:

@@ -224,11 +224,11 @@ class Writer:
             done = future_of(op)
             if done is None or done.done():
                 continue
-            exc = bad.get(id(op))
-            if exc is None:
+            why = bad.get(id(op))
+            if why is None:
                 done.set_result(True)
             else:
-                done.set_exception(StorageError(f"cannot store this {op[0]}: {type(exc).__name__}: {exc}"[:300]))
+                done.set_exception(StorageError(f"cannot store this {op[0]}: {type(why).__name__}: {why}"[:300]))
         store._done(len(batch))
 
     def rollback(self) -> None:
