@@ -85,10 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--config.file", dest="config_files", action="append", required=True, metavar="FILE")
     where = render.add_mutually_exclusive_group(required=True)  # exactly one of -o, --in-place, --check
     where.add_argument("-o", dest="out", metavar="OUT.md")
-    where.add_argument("--in-place", dest="in_place", metavar="TRACKER.md",
-                       help="rewrite only the claims of this document (the one the config was imported from)")
-    where.add_argument("--check", dest="check", metavar="TRACKER.md",
-                       help="write nothing; exit 1 naming each claim of this document the evidence does not bear out")
+    where.add_argument("--in-place", action="store_true",
+                       help="rewrite only the claims of TRACKER.md (the document the config was imported from)")
+    where.add_argument("--check", action="store_true",
+                       help="write nothing; exit 1 naming each claim of TRACKER.md the evidence does not bear out")
+    render.add_argument("document", nargs="?", metavar="TRACKER.md", help="the document of --in-place and --check")
     render.add_argument("--from", dest="from_url", metavar="URL",
                         help="read a running exporter's /api/progress/status instead of evaluating once")
     render.add_argument("--storage.path", dest="storage", metavar="FILE", default=None,

@@ -38,7 +38,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from exporter.engine.runtime import load_configs
     from exporter.tracker.render import render_markdown
 
-    if args.in_place or args.check:
+    if args.in_place or args.check or args.document:
         from exporter.cli.trackerdoc import cmd_render_document
 
         return cmd_render_document(args)

@@ -19,9 +19,14 @@ def cmd_render_document(args: argparse.Namespace) -> int:
     from exporter.tracker.importer import TrackerParseError, read_tracker
     from exporter.tracker.inplace import rewrite
 
-    path = args.in_place or args.check
+    path = args.document
+    flag = "--in-place" if args.in_place else "--check"
+    if not (args.in_place or args.check):
+        raise UsageError(f"{path}: a tracker document goes with --in-place or --check (-o writes a new document)")
+    if not path:
+        raise UsageError(f"{flag} needs the tracker document: qualitygate render {flag} TRACKER.md --config.file F")
     if len(args.config_files) != 1:
-        raise UsageError(f"{'--in-place' if args.in_place else '--check'} takes exactly one --config.file "
+        raise UsageError(f"{flag} takes exactly one --config.file "
                          "(the config imported from this document)")
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
