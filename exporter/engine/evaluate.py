@@ -85,9 +85,9 @@ def judged(gate: Gate, m: Measurement, started: float, duration: float) -> Resul
 
 def judge(gate: Gate, m: Measurement) -> tuple[str, str]:
     """Apply the kind's default pass condition and every `expect` condition (to finite values)."""
-    for value in m.values.values():
-        if not math.isfinite(value):
-            return ERROR, no_measurement(value)
+    for number in m.values.values():
+        if not math.isfinite(number):
+            return ERROR, no_measurement(number)
     if not m.ok:
         return FAIL, m.message or "failed"
     for cond in gate.expect:

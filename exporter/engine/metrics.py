@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
 
@@ -36,17 +35,6 @@ def build_info() -> Metric:
                              labels=["version", "python_version"])
     info.add_metric([__version__, platform.python_version()], 1.0)
     return info
-
-
-def component_metrics(component: object) -> Iterable[Metric]:
-    """A component's metrics: its collect() method, else (not converted yet) its text metric_lines()."""
-    collect = getattr(component, "collect", None)
-    if callable(collect):
-        return collect()  # type: ignore[no-any-return]
-    lines = getattr(component, "metric_lines", None)
-    if callable(lines):
-        return text_string_to_metric_families("".join(lines(False)))
-    return ()
 
 
 class RuntimeCollector:
@@ -92,7 +80,7 @@ class RuntimeCollector:
             yield info
         for component in (rt.read_timeouts, rt.store):
             if component is not None:
-                yield from component_metrics(component)
+                yield from component.collect()
 
 
 class DefaultRegistry:

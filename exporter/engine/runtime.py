@@ -12,21 +12,25 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry
 
 from exporter.config.fields import ConfigError, Issue
 from exporter.config.model import Config, Gate, load_config
-from exporter.engine.metrics import DefaultRegistry, RuntimeCollector
+from exporter.engine.metrics import Collector, DefaultRegistry, RuntimeCollector
 from exporter.engine.scheduler import Scheduler
 from exporter.engine.sharding import shard_config
 from exporter.engine.supervise import Supervisor
 from exporter.log import kv
 from exporter.model import Result
 from exporter.probes import ProbeContext
+from exporter.probes.base import History
 from exporter.probes.http import Sessions
 from exporter.state.memory import GateState, State
+
+if TYPE_CHECKING:
+    from exporter.state.store import Store
 
 log = logging.getLogger("qualitygate")
 
@@ -94,10 +98,10 @@ class Runtime:
     states: dict[str, State] = field(default_factory=dict)
     reload_ok: bool = True
     reload_ok_at: float = 0.0
-    store: Any = None  # exporter.state.store.Store when --storage.path is in use
+    store: Store | None = None  # when --storage.path is in use
     shard: tuple[int, int] | None = None  # (index, count): this process evaluates and exports only its shard
     watch_interval: float = 0.0  # > 0: reload by itself when a config file changes (Kubernetes ConfigMaps)
-    read_timeouts: Any = None  # exporter.web.listener.ReadTimeouts when serving HTTP
+    read_timeouts: Collector | None = None  # exporter.web.listener.ReadTimeouts when serving HTTP
 
     def __post_init__(self) -> None:
         self.scheduler: Scheduler | None = None
@@ -288,7 +292,7 @@ class Runtime:
             base_dir=config.base_dir,
         )
 
-    def history(self, tracker: str) -> Any:
+    def history(self, tracker: str) -> History:
         """What uptime and manual gates read: the store when there is one, else memory."""
         if self.store is not None:
             return self.store.history(tracker, self.states[tracker])

@@ -230,9 +230,10 @@ class Exposition:
             for fam in _DYNAMIC:
                 pieces = self._pieces[fam]
                 if chunk < len(pieces):
-                    if pieces[chunk] is None:
-                        pieces[chunk] = Blob(source=functools.partial(self._render_piece, fam, chunk))
-                    pieces[chunk].z  # noqa: B018 - computes and keeps the deflate block
+                    piece = pieces[chunk]
+                    if piece is None:
+                        piece = pieces[chunk] = Blob(source=functools.partial(self._render_piece, fam, chunk))
+                    piece.z  # noqa: B018 - computes and keeps the deflate block
             del self._dirty_chunks[chunk]
             if time.perf_counter() - t0 > SWEEP_BUDGET:
                 break
@@ -371,7 +372,3 @@ def exposition_for(runtime: Runtime) -> Exposition:
     runtime.attach(expo)
     return expo
 
-
-def simple(name: str, type_: str, help_: str, value: float, openmetrics: bool) -> list[str]:
-    """A family with one unlabelled sample (for state/store.py until it has its collect())."""
-    return [Family(name, type_, help_).header(openmetrics), f"{name} {fmt(value)}\n"]
