@@ -157,3 +157,68 @@ def test_attest_into_the_file_of_a_running_exporter(tmp_path: Path, write_config
     assert ok.returncode == 0, ok.stderr
     wait_for(lambda: [a["by"] for a in json.loads(s.get("/api/gates/signoff")[1])["attestations"]] == ["fay"],
              timeout=30, what="the running exporter to see the attestation")
+
+
+def test_attest_values_with_units_through_the_exporter_and_into_the_file(tmp_path: Path, write_config, serve) -> None:
+    db = tmp_path / "state.db"
+    config = write_config(manual_tracker("m"))
+    s = serve(config, "--storage.path", str(db))
+    ambiguous = attest("integration-coverage", "--value", "42", "--url", s.url)
+    assert ambiguous.returncode == 2
+    assert ambiguous.stderr.strip() == ("qualitygate attest: refused (400): 42 is ambiguous for '>= 90%': "
+                                        "write it with its unit, e.g. 42%")
+    wrong_family = attest("p99-latency", "--value", "30%", "--url", s.url)
+    assert wrong_family.returncode == 2 and "30% is a ratio" in wrong_family.stderr
+    ok = attest("integration-coverage", "--value", "95%", "--by", "gus", "--url", s.url)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("recorded 95% for m/integration-coverage by gus at ")
+    fast = attest("p99-latency", "--value", "350ms", "--url", s.url)
+    assert fast.returncode == 0 and fast.stdout.startswith("recorded 350ms for m/p99-latency"), fast.stderr
+    wait_for(lambda: json.loads(s.get("/api/gates/integration-coverage")[1])["status"] == "pass", timeout=30,
+             what="95% to pass '>= 90%'")
+    assert "95%" in s.get("/gates/integration-coverage")[1]  # the page shows it in the unit of expect
+    s.stop()
+    # stored in base units, by the same arithmetic as expect's thresholds (so 90% meets '>= 90%' exactly)
+    assert [(r[1], r[2]) for r in rows(db)] == [("integration-coverage", pytest.approx(0.95)),
+                                                ("p99-latency", pytest.approx(0.35))]
+    direct = attest("integration-coverage", "--value", "0.42", "--storage.path", str(db), "--config.file", str(config))
+    assert direct.returncode == 2 and "0.42 is ambiguous for '>= 90%'" in direct.stderr
+    assert len(rows(db)) == 2, "nothing stored"
+
+
+def test_attest_failures_are_one_line_and_exit_2(tmp_path: Path, write_config) -> None:
+    config = write_config(manual_tracker("m"))
+    fifo = tmp_path / "pw.fifo"
+    os.mkfifo(fifo)
+    url = "http://127.0.0.1:9"
+    for args, message in [
+        (("--timeout", "-1", "--url", url), "--timeout must be a positive number of seconds (got '-1')"),
+        (("--timeout", "0", "--url", url), "--timeout must be a positive"),
+        (("--timeout", "nan", "--url", url), "--timeout must be a positive"),
+        (("--timeout", "soon", "--url", url), "--timeout must be a positive"),
+        (("--storage.path", "/no/such/dir/x.db", "--config.file", str(config)),
+         "--storage.path: folder /no/such/dir does not exist"),
+        (("--storage.path", str(tmp_path), "--config.file", str(config)), "is not a regular file"),
+        (("--url", url, "--web.basic-auth-user", "u", "--web.basic-auth-password-file", str(fifo)),
+         "not a regular file"),
+        (("--url", url, "--web.basic-auth-user", "u", "--web.basic-auth-password-file", str(tmp_path / "none")),
+         "no such file"),
+        (("--url", url, "--tls.ca-file", str(tmp_path / "none.pem")), "no such file"),
+        (("--url", "ftp://x"), "--url must start with http"),
+        (("--url", url, "--note", "x" * 1001), "longer than 1000"),
+    ]:
+        bad = attest("signoff", "--value", "1", *args)
+        assert bad.returncode == 2, (args, bad.stdout, bad.stderr)
+        assert len(bad.stderr.splitlines()) == 1 and message in bad.stderr, (args, bad.stderr)
+        assert "Traceback" not in bad.stderr
+    assert not os.path.exists("/no/such/dir"), "no folder is created for an attestation"
+
+
+def test_a_value_written_like_the_threshold_meets_it() -> None:
+    from exporter.config.expect import parse_condition
+    from exporter.state.attestation import understand
+
+    for number in [*range(0, 201), 99.9, 0.5, 1e-3]:
+        for unit in ("%", "ms", "s", "h"):
+            cond = parse_condition(f"== {number}{unit}")
+            assert cond.holds(understand(parse_value(f"{number}{unit}"), [cond])), (number, unit)
