@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +38,25 @@ class History(Protocol):
         """The newest attestation of a manual gate, with .value, .note, .by, .at; or None."""
 
 
+@dataclass(frozen=True)
+class PushRecord:
+    """The evidence a push-sourced gate is judged on: the latest pushed run that counts.
+
+    Made by whoever stores pushes (the evidence endpoint) from the kind's `parse_report`, and for
+    several reports of one run (same run_id) from `ProbeKind.combine` of their measurements.
+    """
+
+    at: float  # when the run's latest push was accepted, seconds since the epoch
+    values: Mapping[str, float]  # the measurements, as parse_report (or combine) returned them
+    ok: bool = True  # the kind's default pass condition, as parse_report (or combine) judged it
+    message: str = ""
+    branch: str | None = None
+    commit: str | None = None
+    run_url: str | None = None
+    run_id: str | None = None
+    digest: str | None = None  # sha256 of the report (hex)
+
+
 @dataclass
 class ProbeContext:
     """Everything a probe may use besides its own spec. Built by the scheduler."""
@@ -50,6 +69,10 @@ class ProbeContext:
     uptime_window: float = 30 * 86400.0  # the tracker's uptime_window: default window of uptime gates
     now: Callable[[], float] | None = None
     base_dir: str | None = None  # the config file's folder: default cwd of `command` gates
+    # Push-sourced report gates: evidence(gate_id) is the latest push that counts for that gate of
+    # this context's tracker (from the gate's `branch`, when it names one), or None if there never
+    # was one. None here (no state to read, e.g. `check` without --from) is judged as "no evidence".
+    evidence: Callable[[str], PushRecord | None] | None = None
 
 
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[Measurement]]
@@ -67,3 +90,10 @@ class ProbeKind:
     # What a timeout means: the target is down (fail), or we could not measure (error).
     timeout_outcome: str = "error"
     doc: str = ""
+    # Report kinds (coverage, junit, json_file, sarif): parse_report(spec, data, name) parses one
+    # report's bytes as the kind does for files, returning the Measurement or raising ProbeError
+    # with a message that starts with `name` (the push endpoint's 400 answer).
+    parse_report: Callable[[Any, bytes, str], Measurement] | None = None
+    # Kinds whose reports of one run add up (junit: a suite split over parallel CI jobs): the
+    # Measurement of a whole run from its reports' Measurements. None: the run's latest report counts.
+    combine: Callable[[list[Measurement]], Measurement] | None = None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from exporter.config.fields import FilePath, opt
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
 from exporter.probes.files import display_path
+from exporter.probes.reading import run_read
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ async def probe(spec: FileSpec, ctx: ProbeContext) -> Measurement:
     """Stat the file; a missing file is a fail (the claim "the file exists" is false)."""
     shown = display_path(spec.path, ctx.base_dir)
     try:
-        st = os.stat(spec.path)
+        # In the report pool: stat on a hung mount blocks, and must not block the loop.
+        st = await run_read((ctx.gate_id, spec.path), os.stat, spec.path)
     except FileNotFoundError:
         return Measurement({}, ok=False, message=f"{shown}: no such file")
     except OSError as exc:

@@ -2,36 +2,47 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
+from typing import BinaryIO
 
-from exporter.config.fields import FilePath, opt
+from exporter.config.fields import opt
 from exporter.probes import jsonpath
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
-from exporter.probes.files import display_path, read_bytes
+from exporter.probes.files import MAX_REPORT
+from exporter.probes.reading import open_regular, read_limited
+from exporter.probes.sources import ReportSource, measure, parse_bytes
 
 
 @dataclass(frozen=True)
-class JSONFileSpec:
+class JSONFileSpec(ReportSource):
     """Options of a `json_file` gate."""
 
-    path: FilePath = opt(required=True, doc="The JSON file.")
     json_path: str = opt(required=True, doc="Path of one number in it, e.g. $.totals.percent or a.b[0].c.",
                          check=jsonpath.check)
 
 
 async def probe(spec: JSONFileSpec, ctx: ProbeContext) -> Measurement:
-    """Read the file; the number at json_path is the value."""
-    shown = display_path(spec.path, ctx.base_dir)
-    return Measurement({"value": await asyncio.to_thread(read_number, spec.path, spec.json_path, shown)})
+    """Read the file (or the fetched or pushed document); the number at json_path is the value."""
+    return await measure(spec, ctx, parse)
+
+
+def parse(spec: JSONFileSpec, stream: BinaryIO, name: str) -> Measurement:
+    """The number at the spec's json_path in a JSON document read from a stream."""
+    return Measurement({"value": number_in(read_limited(stream, MAX_REPORT, name), spec.json_path, name)})
 
 
 def read_number(path: str, json_path: str, shown: str | None = None) -> float:
     """The number at `json_path` in a JSON file; ProbeError if the file, JSON or path is wrong."""
     name = shown or path
+    with open_regular(path, name) as fh:
+        return number_in(read_limited(fh, MAX_REPORT, name), json_path, name)
+
+
+def number_in(data: bytes, json_path: str, name: str) -> float:
+    """The number at `json_path` in a JSON document's bytes."""
     try:
-        doc = json.loads(read_bytes(path, name))
+        doc = json.loads(data)
     except ValueError as exc:
         raise ProbeError(f"{name}: not valid JSON ({exc})") from None
     try:
@@ -43,4 +54,5 @@ def read_number(path: str, json_path: str, shown: str | None = None) -> float:
 
 
 KIND = ProbeKind("json_file", JSONFileSpec, probe, ("value",), needs_expect=True,
-                 doc="A number in a JSON file meets the expectation.")
+                 doc="A number in a JSON file meets the expectation.",
+                 parse_report=parse_bytes(parse))

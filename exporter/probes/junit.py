@@ -8,28 +8,33 @@ skipped attributes.
 
 value is the pass rate of the tests that ran: passed / (tests - skipped). A report in which no
 test ran (none, or all skipped) is an error: there is no pass rate to judge.
+
+Reports are scanned as they are read (files.scan_xml): a 200 MB report costs no more memory than
+a small one. `parse_report(spec, data, name)` (KIND.parse_report) judges one pushed report;
+`combine` sums the reports of one CI run.
 """
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import os
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from exporter.config.fields import FilePath, opt
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
-from exporter.probes.files import display_path, parse_xml, read_bytes
+from exporter.probes.files import display_path, root_of, scan_xml
+from exporter.probes.reading import open_regular
+from exporter.probes.sources import ReportSource, measure, parse_bytes
 
 MAX_FILES = 10_000
 
 
 @dataclass(frozen=True)
-class JUnitSpec:
+class JUnitSpec(ReportSource):
     """Options of a `junit` gate."""
 
-    path: FilePath = opt(required=True, doc="A JUnit XML file or glob (`**` recurses), e.g. reports/*.xml.")
+    path: FilePath | None = opt(None, doc="A JUnit XML file or glob (`**` recurses), e.g. reports/*.xml.")
 
 
 @dataclass
@@ -50,9 +55,12 @@ class Counts:
 
 
 async def probe(spec: JUnitSpec, ctx: ProbeContext) -> Measurement:
-    """Sum every matching report; failures or errors fail the gate."""
-    shown = display_path(spec.path, ctx.base_dir)
-    counts, files = await asyncio.to_thread(read_reports, spec.path, shown, ctx.base_dir)
+    """Sum every matching report (or judge the fetched or pushed one); failures or errors fail the gate."""
+    return await measure(spec, ctx, parse, read_files)
+
+
+def judge(counts: Counts, shown: str, files: int = 1) -> Measurement:
+    """The measurements of summed counts; no test that ran is a ProbeError."""
     ran = counts.tests - counts.skipped
     if ran <= 0:
         raise ProbeError(f"{shown}: no test ran "
@@ -65,6 +73,26 @@ async def probe(spec: JUnitSpec, ctx: ProbeContext) -> Measurement:
                    f"in {_plural(counts.tests, 'test')}")
         return Measurement(values, ok=False, message=message)
     return Measurement(values)
+
+
+def parse(spec: JUnitSpec, stream: BinaryIO, name: str) -> Measurement:
+    """Judge one report read from a stream."""
+    return judge(count(stream, name), name)
+
+
+def combine(parts: list[Measurement]) -> Measurement:
+    """One CI run's reports (a suite split over parallel jobs) summed into one judgement."""
+    total = Counts()
+    for m in parts:
+        total.add(Counts(*(int(m.values.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))))
+    return judge(total, "run", len(parts))
+
+
+def read_files(spec: JUnitSpec, shown: str, base_dir: str | None = None) -> Measurement:
+    """Counts summed over every file matching the glob (in the report pool: globbing blocks too)."""
+    assert spec.path is not None
+    counts, files = read_reports(spec.path, shown, base_dir)
+    return judge(counts, shown, files)
 
 
 def read_reports(pattern: str, shown: str, base_dir: str | None = None) -> tuple[Counts, int]:
@@ -80,32 +108,68 @@ def read_reports(pattern: str, shown: str, base_dir: str | None = None) -> tuple
     total = Counts()
     for path in files:
         name = display_path(path, base_dir)
-        total.add(count(parse_xml(read_bytes(path, name), name), name))
+        with open_regular(path, name) as fh:
+            total.add(count(fh, name))
     return total, len(files)
 
 
-def count(root: ET.Element, name: str) -> Counts:
-    """The counts of one parsed report."""
-    if root.tag not in ("testsuites", "testsuite"):
-        raise ProbeError(f"{name}: not a JUnit report (root is <{root.tag}>)")
-    cases = list(root.iter("testcase"))
-    if not cases:
-        suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-        if root.tag == "testsuites" and not suites:
-            suites = [root]
+_KEYS = ("tests", "failures", "errors", "skipped")
+
+
+def count(stream: BinaryIO, name: str) -> Counts:
+    """The counts of one report, scanned element by element (nothing of the tree is kept)."""
+    cases = Counts()
+    suites = Counts()  # the fallback: attributes of the top-level suites
+    root_counts = Counts()
+    bad: list[str] = []  # a malformed count attribute matters only if the fallback is used
+    saw_suite = False
+    root = ""
+    case_depth = 0
+    verdict = ""
+
+    def attr_counts(attrs: dict[str, str]) -> Counts:
         out = Counts()
-        for s in suites:
-            out.add(Counts(*(_int(s.get(k), name) for k in ("tests", "failures", "errors", "skipped"))))
+        for key in _KEYS:
+            try:
+                setattr(out, key, _int(attrs.get(key), name))
+            except ProbeError as exc:
+                bad.append(str(exc))
         return out
-    out = Counts(tests=len(cases))
-    for case in cases:
-        if case.find("error") is not None:
-            out.errors += 1
-        elif case.find("failure") is not None:
-            out.failures += 1
-        elif case.find("skipped") is not None:
-            out.skipped += 1
-    return out
+
+    def start(tag: str, attrs: dict[str, str], depth: int) -> None:
+        nonlocal root, case_depth, verdict, saw_suite
+        if depth == 1:
+            root = tag
+            root_counts.add(attr_counts(attrs))
+        elif depth == 2 and root == "testsuites" and tag == "testsuite":
+            saw_suite = True
+            suites.add(attr_counts(attrs))
+        if tag == "testcase" and not case_depth:
+            case_depth, verdict = depth, ""
+            cases.tests += 1
+        elif case_depth and depth == case_depth + 1 and tag in _RANK and _RANK[tag] > _RANK.get(verdict, 0):
+            verdict = tag
+
+    def end(tag: str, depth: int) -> None:
+        nonlocal case_depth
+        if depth == case_depth and tag == "testcase":
+            case_depth = 0
+            if verdict == "error":
+                cases.errors += 1
+            elif verdict == "failure":
+                cases.failures += 1
+            elif verdict == "skipped":
+                cases.skipped += 1
+
+    scan_xml(stream, name, root_of(name, start, ("testsuites", "testsuite"), "JUnit"), end)
+    if cases.tests:
+        return cases
+    if bad:
+        raise ProbeError(bad[0])
+    return suites if saw_suite else root_counts
+
+
+_RANK = {"skipped": 1, "failure": 2, "error": 3}
 
 
 def _int(text: str | None, name: str) -> int:
@@ -122,4 +186,5 @@ def _plural(n: int, word: str) -> str:
 
 
 KIND = ProbeKind("junit", JUnitSpec, probe, ("value", "tests", "failures", "errors", "skipped"),
-                 doc="JUnit XML test reports show no failures or errors.")
+                 doc="JUnit XML test reports show no failures or errors.",
+                 parse_report=parse_bytes(parse), combine=combine)
