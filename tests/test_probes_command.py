@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import secrets
 import signal
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from conftest import one_step_tracker, parse_metrics, wait_for
 from exporter.engine.evaluate import evaluate
 from exporter.probes import ProbeError
 from exporter.probes.command import KIND, CommandSpec, _Capture
@@ -169,12 +170,118 @@ child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
 open({str(pids)!r}, "w").write(str(child.pid))
 print("parent done 8")
 """
-    try:
-        m = await run_probe("command", py(code, value_regex=r"done (\d+)"), make_ctx(timeout=60))
-        assert m.ok and m.value == 8
-    finally:
-        for pid in read_pids(pids):
-            os.kill(pid, signal.SIGKILL)
+    m = await run_probe("command", py(code, value_regex=r"done (\d+)"), make_ctx(timeout=60))
+    assert m.ok and m.value == 8
+    (child,) = read_pids(pids)
+    assert not os.path.exists(f"/proc/{child}")  # killed and reaped before the probe returned
+
+
+def unique_arg() -> str:
+    """A sleep duration no other process uses, to find the daemons a test started by their cmdline."""
+    return f"4242.{secrets.randbelow(10**6):06d}"
+
+
+def processes_with(arg: str) -> list[int]:
+    """Pids whose command line holds `arg` (zombies have none: see zombies_of_ours)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as fh:
+                    if arg.encode() in fh.read().split(b"\0"):
+                        found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
+def zombies_of_ours() -> set[int]:
+    out = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == b"Z" and int(fields[1]) == os.getpid():
+                out.add(int(name))
+    return out
+
+
+DAEMONS = {
+    "setsid": "setsid sleep {arg} &",
+    "setsid holding stdout, then exit 0": "setsid sleep {arg} & echo started",
+    "nohup": "nohup sleep {arg} >/dev/null 2>&1 &",
+    "double fork": "(sleep {arg} &) ; (setsid sh -c 'sleep {arg} &' &)",
+    "daemon with children": "setsid sh -c 'sleep {arg} & sleep {arg} & exec sleep {arg}' >/dev/null 2>&1 &",
+}
+
+
+@pytest.mark.parametrize("shell", DAEMONS.values(), ids=DAEMONS.keys())
+async def test_daemons_a_command_starts_are_killed_and_reaped(shell: str):
+    arg = unique_arg()
+    zombies_before = zombies_of_ours()
+    m = await run_probe("command", CommandSpec(shell=shell.format(arg=arg)), make_ctx(timeout=30))
+    assert m.ok, m.message
+    assert processes_with(arg) == []
+    assert zombies_of_ours() - zombies_before == set()
+
+
+async def test_a_python_double_fork_is_killed_and_reaped(tmp_path: Path):
+    arg = unique_arg()
+    code = f"""
+import os
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp("sleep", ["sleep", {arg!r}])
+    os._exit(0)
+os.wait()
+"""
+    zombies_before = zombies_of_ours()
+    m = await run_probe("command", py(code), make_ctx(timeout=30))
+    assert m.ok, m.message
+    assert processes_with(arg) == []
+    assert zombies_of_ours() - zombies_before == set()
+
+
+async def test_daemons_of_a_command_that_times_out_are_killed(tmp_path: Path):
+    arg = unique_arg()
+    gate = parse_gate(tmp_path, f"""
+        - id: slow
+          timeout: 1s
+          command: {{shell: "setsid sleep {arg} & nohup sleep {arg} >/dev/null 2>&1 & sleep {arg}"}}
+    """)
+    result = await evaluate(gate, make_ctx(timeout=gate.timeout, base_dir=str(tmp_path)))
+    assert result.outcome == "fail" and result.message == "timed out after 1s"
+    assert processes_with(arg) == []
+
+
+def test_no_daemon_survives_a_serve_shutdown(serve, write_config):
+    done, running = unique_arg(), unique_arg()
+    config = write_config(one_step_tracker(f"""
+        - id: daemonizes
+          interval: 1s
+          timeout: 900ms
+          command: {{shell: "setsid sleep {done} & echo ok"}}
+        - id: in-flight
+          interval: 10m
+          timeout: 10m
+          command: {{shell: "setsid sleep {running} & sleep {running}"}}
+    """))
+    served = serve(config)
+
+    def evaluations() -> float:
+        metrics = parse_metrics(served.get("/metrics")[1])
+        return sum(v for (name, labels), v in metrics.items()
+                   if name == "gate_evaluations_total" and ("gate", "daemonizes") in labels)
+
+    wait_for(lambda: evaluations() >= 3 and len(processes_with(running)) == 2, timeout=60,
+             what="three evaluations and the in-flight command with its daemon")
+    assert len(processes_with(done)) <= 1  # at most the run in flight: none left from earlier runs
+    assert served.stop() == 0
+    assert processes_with(done) == [] and processes_with(running) == []
 
 
 async def test_a_flood_of_output_is_read_with_bounded_memory():

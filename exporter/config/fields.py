@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import re
 import types
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Union
 from urllib.parse import urlsplit
 
+import re2  # type: ignore[import-untyped]
 import yaml
 
 from exporter.config.durations import parse_duration
@@ -33,19 +35,32 @@ FilePath = Annotated[str, PATH]
 Regex = Annotated[str, REGEX]
 Url = Annotated[str, URL]
 
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# `$$` is a literal `$` (as in docker-compose and Prometheus), so text can hold `${...}` unexpanded.
+_ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}", re.ASCII)
+# Numbers as YAML writes them, ASCII digits only (int() and float() would also read "١" or "1_000").
+_INT_RE = re.compile(r"[+-]?[0-9]{1,18}", re.ASCII)  # 18 digits: every value fits an int64
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?", re.ASCII)
 _MISSING = object()
 
 
 def opt(default: Any = dataclasses.MISSING, *, doc: str = "", check: Callable[[Any], None] | None = None,
-        required: bool = False, enum: tuple[str, ...] | None = None, default_factory: Any = dataclasses.MISSING) -> Any:
-    """Declare a config key: its default, a one-line doc, an optional check raising ValueError."""
-    meta = {"doc": doc, "check": check, "required": required, "enum": enum}
+        required: bool = False, enum: tuple[str, ...] | None = None, default_factory: Any = dataclasses.MISSING,
+        max_length: int | None = None) -> Any:
+    """Declare a config key: its default, a one-line doc, an optional check raising ValueError.
+
+    `max_length` bounds a string (ids become labels and URL parts, titles fill pages and messages).
+    """
+    meta = {"doc": doc, "check": check, "required": required, "enum": enum, "max_length": max_length}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
     if required:
         return field(default=None, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def brief(text: str, limit: int = 40) -> str:
+    """A value for a message, shortened: a 100,000-character id need not be printed whole."""
+    return repr(text) if len(text) <= limit else repr(text[:limit - 3] + "...")
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,8 @@ class Reader:
         missing: list[str] = []
 
         def sub(m: re.Match[str]) -> str:
+            if m[1] is None:
+                return "$"
             value = self.env.get(m[1])
             if value is None:
                 if m[2] is not None:
@@ -129,13 +146,15 @@ class Reader:
         if want in ("integer", "number"):
             try:
                 if want == "integer":
+                    if not _INT_RE.fullmatch(text):
+                        raise ValueError
                     return int(text, 10)
-                value = float(text)
-                if value != value or value in (float("inf"), float("-inf")):
+                value = float(text) if _FLOAT_RE.fullmatch(text) else math.inf
+                if not math.isfinite(value):
                     raise ValueError
                 return value
             except ValueError:
-                self.error(node, key, f"must be a{'n' if want == 'integer' else ''} {want}, got {text!r}")
+                self.error(node, key, f"must be a{'n' if want == 'integer' else ''} {want}, got {brief(text)}")
                 return _MISSING
         raise AssertionError(want)
 
@@ -238,7 +257,11 @@ class Reader:
             value = self.convert(v_node, hints[name], sub)
             if value is not _MISSING:
                 meta = f.metadata
-                if meta.get("enum") and value not in meta["enum"]:
+                limit = meta.get("max_length")
+                if limit is not None and isinstance(value, str) and len(value) > limit:
+                    self.error(v_node, sub, f"too long: {len(value):,} characters (at most {limit:,})")
+                    value = _MISSING
+                elif meta.get("enum") and value not in meta["enum"]:
                     self.error(v_node, sub, f"must be one of {', '.join(meta['enum'])}, got {value!r}")
                     value = _MISSING
                 elif meta.get("check"):
@@ -340,12 +363,84 @@ def _path(value: str, reader: Reader) -> str:
     return os.path.normpath(os.path.join(reader.base_dir, os.path.expanduser(value)))
 
 
-def _regex(value: str, reader: Reader) -> str:
+class Pattern(str):
+    """A regular expression compiled once, at load, with RE2: matching takes time linear in the text,
+    whatever the pattern and the text (no backtracking, so no ReDoS from a target's output).
+
+    It is the pattern's source text (it compares, hashes and prints as that) and carries the compiled
+    program for UTF-8 bytes in `compiled`. RE2 differs from Python's `re`: no backreferences, no
+    lookaround, no atomic groups or possessive quantifiers (refused at load); `\\d`, `\\w`, `\\s` are
+    ASCII; `$` is the end of the text (write `(?m)$` for the end of a line).
+    """
+
+    compiled: Any  # re2._Regexp: google-re2 ships no type information
+
+    def __new__(cls, source: str) -> Pattern:
+        self = super().__new__(cls, source)
+        self.compiled = _compile_re2(source)
+        return self
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print every refused pattern (and DFA budget notes) on stderr
+    return options
+
+
+def _compile_re2(source: str) -> Any:
+    """The RE2 program of `source`, or ValueError naming what is wrong or unsupported."""
     try:
-        re.compile(value)
+        return re2.compile(source.encode("utf-8"), _re2_options())
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+    try:
+        parsed = re._parser.parse(source)  # type: ignore[attr-defined]
     except re.error as exc:
-        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-    return value
+        raise ValueError(f"invalid regular expression {source!r}: {exc}") from None
+    feature = _unsupported_feature(parsed)
+    if feature:
+        raise ValueError(f"invalid regular expression {source!r}: {feature} "
+                         "(patterns run on RE2: linear time, no backtracking)") from None
+    raise ValueError(f"invalid regular expression {source!r}: RE2 (linear time, no backtracking) refuses it: "
+                     f"{reason}") from None
+
+
+_UNSUPPORTED = {
+    "GROUPREF": "backreferences (\\1, (?P=name)) are not supported",
+    "GROUPREF_EXISTS": "conditionals (?(1)...) are not supported",
+    "ASSERT": "lookahead and lookbehind ((?=...), (?<=...)) are not supported",
+    "ASSERT_NOT": "negative lookahead and lookbehind ((?!...), (?<!...)) are not supported",
+    "ATOMIC_GROUP": "atomic groups (?>...) are not supported",
+    "POSSESSIVE_REPEAT": "possessive quantifiers (*+, ++, ?+) are not supported",
+}
+
+
+def _unsupported_feature(parsed: Any) -> str | None:
+    """The first construct of a parsed Python pattern that RE2 lacks, in words; None if none is found."""
+    for op, arg in parsed:
+        name = str(op)
+        if name in _UNSUPPORTED:
+            return _UNSUPPORTED[name]
+        if name == "AT" and str(arg) == "AT_END_STRING":
+            return "\\Z is not supported (write \\z)"
+        for sub in _subpatterns(arg):
+            if found := _unsupported_feature(sub):
+                return found
+    return None
+
+
+def _subpatterns(arg: Any) -> list[Any]:
+    """The nested patterns in a parsed item's argument: groups, repeats, assertions, branches."""
+    subpattern = re._parser.SubPattern  # type: ignore[attr-defined]
+    if isinstance(arg, subpattern):
+        return [arg]
+    if isinstance(arg, (list, tuple)):
+        return [s for item in arg for s in _subpatterns(item)]
+    return []
+
+
+def _regex(value: str, reader: Reader) -> Pattern:
+    return Pattern(value)
 
 
 def check_url(value: str) -> None:

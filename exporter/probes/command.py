@@ -6,10 +6,13 @@ r"""`command` gates: run a program; exit code 0 passes; optionally a number from
   the exporter's own secrets and settings do not leak into every command.
 - The command runs in its own session (process group). When it exits, is cancelled or times
   out, the whole group is killed with SIGKILL, so background children do not pile up and a
-  child that keeps stdout open cannot hang the probe.
+  child that keeps stdout open cannot hang the probe. Daemons that left the group (setsid,
+  double forks, nohup) are found by a marker in their environment and killed and reaped too
+  (probes/reaper.py).
 - Output is read to the end but only the first and last HEAD_TAIL bytes of stdout (and the last
   STDERR_TAIL bytes of stderr) are kept: a command printing gigabytes costs CPU, not memory.
-  value_regex searches the kept stdout, so a summary line at either end is found. Its first
+  value_regex (an RE2 pattern, see probes/regex.py) searches the kept stdout, so a summary
+  line at either end is found. Its first
   capture group (the whole match if it has none) is the value; a `%` ending the capture or
   right after it divides by 100, so both `(\d+%)` and `(\d+)%` read "87%" as 0.87.
 - With `shell`, exit codes 127 and 126 are the shell's "command not found" / "not executable":
@@ -25,8 +28,10 @@ import re
 import signal
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from exporter.config.fields import FilePath, Regex, opt
+from exporter.probes import reaper, regex
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
 
 HEAD_TAIL = 512 * 1024
@@ -85,9 +90,11 @@ class _Capture:
             self.dropped += cut
             del self.tail[:cut]
 
+    def data(self) -> bytes:
+        return bytes(self.head) + (b"\n" if self.dropped else b"") + bytes(self.tail)
+
     def text(self) -> str:
-        gap = "\n" if self.dropped else ""
-        return (bytes(self.head) + gap.encode() + bytes(self.tail)).decode("utf-8", "replace")
+        return self.data().decode("utf-8", "replace")
 
 
 class _Pipe:
@@ -148,10 +155,12 @@ async def probe(spec: CommandSpec, ctx: ProbeContext) -> Measurement:
         await stdout.open()
         await stderr.open()
         start = time.perf_counter()
+        reaper.enable_subreaper()
+        token, since = reaper.new_token(), reaper.clock_ticks()
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=stdout.write_fd, stderr=stderr.write_fd,
-                cwd=cwd, env=base_env() | dict(spec.env), start_new_session=True,
+                cwd=cwd, env=base_env() | dict(spec.env) | {reaper.MARKER: token}, start_new_session=True,
             )
         except FileNotFoundError:
             raise ProbeError(f"command not found: {argv[0]}") from None
@@ -164,16 +173,21 @@ async def probe(spec: CommandSpec, ctx: ProbeContext) -> Measurement:
             stdout.close_write()
             stderr.close_write()
         try:
-            code = await proc.wait()
-            duration = time.perf_counter() - start
+            with reaper.leader(proc.pid):
+                try:
+                    code = await proc.wait()
+                    duration = time.perf_counter() - start
+                finally:
+                    await _kill_group(proc)
         finally:
-            await _kill_group(proc)
+            # Shielded as above: a cancelled evaluation (timeout, shutdown) still ends the daemons.
+            await asyncio.shield(reaper.reap(reaper.kill_run(token, since)))
         tasks = [t for t in (stdout.task, stderr.task) if t is not None]
         await asyncio.wait(tasks, timeout=PIPE_GRACE)
     finally:
         stdout.close()
         stderr.close()
-    return _measure(spec, code, duration, stdout.capture.text(), stderr.capture.text())
+    return await _measure(spec, ctx, code, duration, stdout.capture.data(), stderr.capture.text())
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:
@@ -187,13 +201,17 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
         await asyncio.shield(proc.wait())
 
 
-def _measure(spec: CommandSpec, code: int, duration: float, out: str, err: str) -> Measurement:
+async def _measure(spec: CommandSpec, ctx: ProbeContext, code: int, duration: float, out: bytes,
+                   err: str) -> Measurement:
     values = {"exit_code": float(code), "duration": duration, "value": float(code)}
     last_err = next((line.strip() for line in reversed(err.splitlines()) if line.strip()), "")
     if spec.shell is not None and code in (126, 127):
         reason = "command not found" if code == 127 else "command not executable"
         raise ProbeError(f"{reason} (exit {code}){': ' + last_err[:200] if last_err else ''}")
-    match = re.search(spec.value_regex, out) if spec.value_regex else None
+    match = None
+    if spec.value_regex:
+        match = await regex.search(spec.value_regex, out, gate_id=ctx.gate_id, what="value_regex",
+                                   timeout=max(ctx.timeout - duration, 0.001))
     if code != 0:
         if match:
             with contextlib.suppress(ProbeError):  # the exit code already says what went wrong
@@ -207,14 +225,15 @@ def _measure(spec: CommandSpec, code: int, duration: float, out: str, err: str) 
     return Measurement(values)
 
 
-def _number(match: re.Match[str]) -> float:
+def _number(match: Any) -> float:
+    """The value of an re2 match on bytes: its first group (or the whole match), `%` dividing by 100."""
     group = 1 if match.re.groups else 0
-    text = match[group]
-    if text is None:
+    raw = match[group]
+    if raw is None:
         raise ProbeError("value_regex matched but its first group captured nothing")
     # `(\d+)%` means a percentage as much as `(\d+%)` does: both divide by 100.
-    percent_follows = match.string[match.end(group):match.end(group) + 1] == "%"
-    text = text.strip()
+    percent_follows = match.string[match.end(group):match.end(group) + 1] == b"%"
+    text = raw.decode("utf-8", "replace").strip()
     scale = 0.01 if percent_follows else 1.0
     if text.endswith("%"):
         text, scale = text[:-1].strip(), 0.01

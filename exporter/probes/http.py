@@ -8,7 +8,9 @@ without a cookie jar, so that one probe's cookies never reach the next).
 
 response_time runs from the start of the request until the whole body has been read. The body
 is read to the end but at most MAX_BODY bytes are kept: json_path on a larger body is an error,
-body_regex sees only the kept prefix.
+body_regex sees only the kept prefix. A gzip or deflate body is inflated here, incrementally, and
+never beyond MAX_BODY: a compression bomb costs no more than an ordinary large body.
+body_regex is an RE2 pattern matched on the raw (UTF-8) bytes, off the loop when large (probes/regex.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import base64
 import json
 import re
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,14 +28,14 @@ import aiohttp
 from exporter import __version__
 from exporter.config.durations import format_duration
 from exporter.config.fields import FilePath, Regex, Url, opt
-from exporter.probes import jsonpath
+from exporter.probes import jsonpath, regex
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
 from exporter.probes.files import display_path
 from exporter.probes.net import client_context, describe_os_error, describe_ssl_error
 
 MAX_BODY = 4 * 1024 * 1024
 USER_AGENT = f"qualitygate-exporter/{__version__}"
-_STATUS_RE = re.compile(r"^[1-5](?:\d\d|xx)$")
+_STATUS_RE = re.compile(r"^[1-5](?:[0-9][0-9]|xx)$")  # ASCII digits only
 _METHOD_RE = re.compile(r"^[A-Z]+$")
 
 
@@ -146,6 +149,8 @@ async def probe(spec: HTTPSpec, ctx: ProbeContext) -> Measurement:
         headers["Authorization"] = f"Bearer {read_secret(spec.bearer_token_file, ctx.base_dir)}"
     if not any(k.lower() == "user-agent" for k in headers):
         headers["User-Agent"] = USER_AGENT
+    if not any(k.lower() == "accept-encoding" for k in headers):
+        headers["Accept-Encoding"] = "gzip, deflate"  # what _read_body can inflate
     ssl_arg: Any = True  # the session's own default
     if spec.tls.ca_file:
         ssl_arg = client_context(spec.tls.ca_file, spec.tls.insecure_skip_verify)
@@ -160,9 +165,12 @@ async def probe(spec: HTTPSpec, ctx: ProbeContext) -> Measurement:
             async with session.request(
                 spec.method, spec.url, headers=headers, data=spec.body, ssl=ssl_arg,
                 allow_redirects=spec.follow_redirects, timeout=aiohttp.ClientTimeout(total=ctx.timeout),
+                auto_decompress=False,  # inflated here, bounded by MAX_BODY (see _read_body)
             ) as resp:
-                body, truncated = await _read_body(resp)
                 status = resp.status
+                body, truncated = await _read_body(resp)
+        except _BodyError as exc:
+            return Measurement({"status": float(status)}, ok=False, message=str(exc))
         except (TimeoutError, aiohttp.ServerTimeoutError):
             return Measurement({}, ok=False, message=f"timed out after {format_duration(ctx.timeout)}")
         except aiohttp.ClientError as exc:
@@ -179,25 +187,55 @@ async def probe(spec: HTTPSpec, ctx: ProbeContext) -> Measurement:
     if spec.json_path:
         values["value"] = _json_value(body, truncated, spec.json_path)
     elif spec.body_regex:
-        m = re.search(spec.body_regex, body.decode("utf-8", "replace"))
+        m = await regex.search(spec.body_regex, body, gate_id=ctx.gate_id, what="body_regex",
+                               timeout=max(ctx.timeout - elapsed, 0.001))
         if not m:
             return Measurement(values, ok=False, message="body does not match body_regex")
         if m.re.groups:
-            values["value"] = _capture_number(m[1], "body_regex")
+            values["value"] = _capture_number(None if m[1] is None else m[1].decode("utf-8", "replace"),
+                                              "body_regex")
     return Measurement(values)
 
 
 async def _read_body(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-    """The body's first MAX_BODY bytes, reading (and dropping) the rest; whether it was cut."""
+    """The body's first MAX_BODY bytes (decoded from gzip or deflate), reading and dropping the
+    rest; whether it was cut. A compressed body is inflated incrementally and never past MAX_BODY
+    (+1 byte to tell whether more followed): a gzip bomb costs at most MAX_BODY of inflation."""
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding == "x-gzip":
+        encoding = "gzip"
+    if encoding not in ("identity", "", "gzip", "deflate"):
+        raise _BodyError(f"unsupported Content-Encoding {encoding[:40]!r}")
+    inflater: Any = None
     kept = bytearray()
     truncated = False
     async for chunk in resp.content.iter_chunked(64 * 1024):
-        room = MAX_BODY - len(kept)
-        if len(chunk) > room:
-            truncated = True
-        if room > 0:
+        if truncated:
+            continue  # read to the end (response_time covers the whole body) without inflating it
+        if encoding in ("gzip", "deflate") and inflater is None and chunk:
+            # Some servers send raw deflate under "deflate" (no zlib header): sniff as aiohttp does.
+            raw = encoding == "deflate" and chunk[0] & 0x0F != 8
+            wbits = -zlib.MAX_WBITS if raw else zlib.MAX_WBITS + (16 if encoding == "gzip" else 0)
+            inflater = zlib.decompressobj(wbits)
+        if inflater is None:
+            room = MAX_BODY - len(kept)
+            truncated = len(chunk) > room
             kept += chunk[:room]
+            continue
+        try:
+            data = chunk
+            while data and len(kept) < MAX_BODY:
+                kept += inflater.decompress(data, MAX_BODY - len(kept))
+                data = inflater.unconsumed_tail
+            if len(kept) >= MAX_BODY and not inflater.eof:
+                truncated = bool(inflater.decompress(data, 1))
+        except zlib.error:
+            raise _BodyError(f"response body is not valid {encoding}") from None
     return bytes(kept), truncated
+
+
+class _BodyError(Exception):
+    """The body could not be decoded: the gate fails with this message."""
 
 
 def _json_value(body: bytes, truncated: bool, path: str) -> float:
