@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter.config.model import parse_config
 from exporter.model import Result
@@ -270,8 +272,9 @@ def test_read_only_file_degrades_to_memory_and_counts_errors(tmp_path: Path) -> 
         assert store.restore("t", state) == 1  # still readable: history comes back
         store.record("t", Result("a", "pass", NOW, 0.0))
         wait_for(lambda: store.errors > 0, timeout=20, what="a storage error")
-        lines = "".join(store.metric_lines(False))
-        assert "qualitygate_storage_up 0.0" in lines
+        registry = CollectorRegistry()
+        registry.register(store)
+        assert registry.get_sample_value("qualitygate_storage_up") == 0.0
         assert store.history("t", state).pass_ratio("a", 86400, NOW)[1] == 20
         store.close_sync()
     finally:
@@ -309,7 +312,9 @@ def test_unwritable_directory_keeps_serving_from_memory(tmp_path: Path) -> None:
 
 def test_write_throughput_counters(tmp_path: Path) -> None:
     store = filled(tmp_path / "s.db", results("a", 500, NOW - 1000, 1))
-    lines = "".join(store.metric_lines(True))
+    registry = CollectorRegistry()
+    registry.register(store)
+    lines = generate_openmetrics(registry).decode()
     assert "qualitygate_storage_writes_total 500.0" in lines
     assert "# TYPE qualitygate_storage_writes counter" in lines  # OpenMetrics names counters without _total
     assert "qualitygate_storage_queue_length 0.0" in lines

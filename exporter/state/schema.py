@@ -6,6 +6,7 @@ import logging
 import sqlite3
 
 from exporter.log import kv
+from exporter.state import evidence
 
 log = logging.getLogger("qualitygate.storage")
 
@@ -54,8 +55,9 @@ _TABLES = [
         note TEXT NOT NULL,
         by TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS attestations_gid_at ON attestations (gid, at)",
+    *evidence.TABLES,
 ]
-OUR_TABLES = frozenset({"meta", "gates", "history", "buckets", "attestations"})
+OUR_TABLES = frozenset({"meta", "gates", "history", "buckets", "attestations", *evidence.TABLE_NAMES})
 
 
 class StorageError(Exception):

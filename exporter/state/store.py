@@ -22,13 +22,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.core import Metric
 
 from exporter.log import kv
 from exporter.report.status import rfc3339
+from exporter.state import evidence as pushes
 from exporter.state import restore as restoring
+from exporter.state.evidence import Push
 from exporter.state.memory import State
 from exporter.state.schema import (
     SCHEMA_VERSION,
@@ -40,13 +40,14 @@ from exporter.state.schema import (
     ensure_schema,
     schema_version,
 )
+from exporter.state.selfmetrics import storage_families
 from exporter.state.writer import GRACE, MAX_QUEUE, Op, Writer, future_of
 
 if TYPE_CHECKING:
     from exporter.config.model import Config
     from exporter.model import Result
 
-__all__ = ["GRACE", "SCHEMA_VERSION", "Attestation", "ForeignFile", "History", "StorageError", "Store",
+__all__ = ["GRACE", "SCHEMA_VERSION", "Attestation", "ForeignFile", "History", "Push", "StorageError", "Store",
            "open_store", "retention"]
 
 log = logging.getLogger("qualitygate.storage")
@@ -94,6 +95,10 @@ class History:
         got = self._store.attestations(self._tracker, gate_id)
         return got[0] if got else None
 
+    def evidence(self, gate_id: str) -> tuple[Push, ...]:
+        """The pushes that decide a push-sourced gate, newest first (see exporter.state.evidence)."""
+        return self._store.evidence(self._tracker, gate_id)
+
 
 def open_store(path: str, read_only: bool = False, move_corrupt_aside: bool = True) -> Store:
     """Open (or create) the state file; a corrupt file is renamed aside, never overwritten."""
@@ -118,6 +123,7 @@ class Store:
         self._reader_lock = threading.Lock()
         self._attest: dict[tuple[str, str], tuple[Attestation, ...]] = {}  # newest first
         self._attest_lock = threading.Lock()
+        self._pushes: dict[tuple[str, str], tuple[Push, ...]] = {}  # deciding pushes, newest first
         self._keep: dict[str, float] = {}
         self._wake = threading.Event()
         self._idle = threading.Condition()
@@ -154,6 +160,7 @@ class Store:
                     self._reader = None
         if self._reader is not None:
             self._load_attestations()
+            self._load_pushes()
         self._thread = threading.Thread(target=Writer(self).run, name="qualitygate-storage", daemon=True)
         self._thread.start()
 
@@ -179,6 +186,7 @@ class Store:
         self._reader = db
         try:
             self._load_attestations()
+            self._load_pushes()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read state file {self.path}: {exc}") from None
 
@@ -245,6 +253,25 @@ class Store:
         self._remember(tracker, gate_id, att)
         self._put(("attest", tracker, gate_id, att, done))
         return done
+
+    async def add_push(self, tracker: str, gate_id: str, push: Push) -> None:
+        """Store an accepted push; returns once it is committed (StorageError when it cannot be)."""
+        done: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        if self.read_only:
+            raise StorageError("the state file is open read-only")
+
+        def stored(f: concurrent.futures.Future[bool]) -> None:
+            # Kept in memory by the writer thread once committed, whether or not this caller still waits.
+            if f.exception() is None:
+                self._remember_push(tracker, gate_id, push)
+
+        done.add_done_callback(stored)
+        self._put(("push", tracker, gate_id, push, done))
+        await asyncio.wrap_future(done)
+
+    def evidence(self, tracker: str, gate_id: str) -> tuple[Push, ...]:
+        """The pushes that decide a gate, newest first: the latest that counts and the rest of its run."""
+        return self._pushes.get((tracker, gate_id), ())
 
     def history(self, tracker: str, state: State | None) -> History:
         """The History that uptime and manual gates of this tracker read."""
@@ -314,33 +341,9 @@ class Store:
         alive = self._thread is None or self._thread.is_alive() or self._stopping
         return self.up and alive
 
-    def describe(self) -> Iterator[Metric]:
-        """The families collect() yields (a registry checks their names once, at register)."""
-        return self.collect()
-
     def collect(self) -> Iterator[Metric]:
         """The storage self-metrics, fresh at every scrape (a prometheus_client Collector)."""
-        yield GaugeMetricFamily("qualitygate_storage_up",
-                                "1 if the state file is being written; 0 while degraded to memory only.",
-                                value=float(self.is_up()))
-        yield CounterMetricFamily("qualitygate_storage_errors_total",
-                                  "Failed storage transactions and opens, rows that cannot be stored, writer crashes.",
-                                  value=self.errors)
-        yield CounterMetricFamily("qualitygate_storage_writes_total",
-                                  "Queued writes (evaluations, attestations, counts) committed to the state file.",
-                                  value=self.writes)
-        yield CounterMetricFamily("qualitygate_storage_dropped_total",
-                                  "Queued writes given up on (queue full while the disk failed, at shutdown, "
-                                  "or a row that cannot be stored).", value=self.dropped)
-        yield GaugeMetricFamily("qualitygate_storage_queue_length", "Writes waiting for the storage writer.",
-                                value=float(self._pending))
-
-    def metric_lines(self, openmetrics: bool) -> list[str]:
-        """collect() as exposition text, for a runtime that does not register the collector yet."""
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(self)
-        text = (generate_openmetrics if openmetrics else generate_latest)(registry).decode()
-        return [text.removesuffix("# EOF\n")]
+        return storage_families(self)
 
     async def close(self) -> None:
         """Flush the queue and close the file."""
@@ -395,6 +398,22 @@ class Store:
             if att not in old:
                 merged = sorted((att, *old), key=lambda a: a.at, reverse=True)
                 self._attest[(tracker, gate_id)] = tuple(merged[:ATTESTATIONS_SHOWN])
+
+    def _remember_push(self, tracker: str, gate_id: str, push: Push) -> None:
+        if not push.counts:
+            return
+        with self._attest_lock:
+            old = self._pushes.get((tracker, gate_id), ())
+            same_run = push.run_id != "" and bool(old) and old[0].run_id == push.run_id
+            self._pushes[(tracker, gate_id)] = (push, *old) if same_run else (push,)
+
+    def _load_pushes(self) -> None:
+        assert self._reader is not None
+        got, bad = pushes.deciding(self._reader)
+        with self._attest_lock:
+            self._pushes = got
+        if bad:
+            log.warning("stored pushes cannot be read; left them out", extra=kv(rows=bad))
 
     def _load_attestations(self, db: sqlite3.Connection | None = None) -> None:
         db = db or self._reader

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.log import kv
 from exporter.model import ERROR, FAIL, PASS, Result
+from exporter.state import evidence
 from exporter.state.memory import _TIERS as TIERS  # the same coarsening as memory, so both agree after a restart
 from exporter.state.memory import HISTORY, bucket_start
 from exporter.state.schema import BadMarker, StorageError, connect, ensure_schema
@@ -25,6 +26,7 @@ from exporter.state.schema import BadMarker, StorageError, connect, ensure_schem
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from exporter.state.evidence import Push
     from exporter.state.store import Attestation, Store
 
 log = logging.getLogger("qualitygate.storage")
@@ -325,6 +327,9 @@ class Writer:
         db.execute("INSERT INTO attestations (gid, at, value, note, by) VALUES (?, ?, ?, ?, ?)",
                    (gid, att.at, att.value, att.note, att.by))
 
+    def op_push(self, db: sqlite3.Connection, tracker: str, gate: str, push: Push, done: object) -> None:
+        evidence.insert(db, self.gid(db, tracker, gate), push)
+
     def op_configured(self, db: sqlite3.Connection, names: frozenset[tuple[str, str]], now: float) -> None:
         db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (tracker TEXT, gate TEXT, PRIMARY KEY (tracker, gate))")
         db.execute("DELETE FROM temp.seen")
@@ -360,7 +365,7 @@ class Writer:
             db.execute("DELETE FROM buckets WHERE start < ? AND gid IN (SELECT gid FROM gates WHERE tracker = ?)",
                        (now - keep, tracker))
         expired = [r[0] for r in db.execute("SELECT gid FROM gates WHERE unseen_since < ?", (now - GRACE,))]
-        for table in ("history", "buckets", "attestations", "gates"):
+        for table in ("history", "buckets", "attestations", *evidence.TABLE_NAMES, "gates"):
             db.executemany(f"DELETE FROM {table} WHERE gid = ?", ((g,) for g in expired))
         if expired:
             gone = set(expired)
@@ -371,6 +376,7 @@ class Writer:
         db.execute("DELETE FROM attestations WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
                    "(PARTITION BY gid ORDER BY at DESC, id DESC) AS rn FROM attestations) WHERE rn > ?)",
                    (ATTESTATIONS_KEPT,))
+        evidence.prune(db)
 
     def refresh_attestations(self) -> None:
         """Pick up attestations another process (`qualitygate attest --storage.path`) committed."""
