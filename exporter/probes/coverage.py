@@ -98,15 +98,15 @@ class _XmlCounts:
         self.name, self.metric, self.fmt = name, metric, fmt
         self.rate: float | None = None
         self.covered = self.total = 0.0
+        self._want = "BRANCH" if metric == "branch" else "LINE"
 
     def start(self, tag: str, attrs: dict[str, str], depth: int) -> None:
         if depth == 1:
             self._root(tag, attrs)
         # JaCoCo: the report's own counters are its direct children; deeper ones belong to packages.
-        elif depth == 2 and self.fmt == "jacoco" and tag == "counter":
-            if attrs.get("type") == ("BRANCH" if self.metric == "branch" else "LINE"):
-                missed, covered = _num(attrs.get("missed"), self.name), _num(attrs.get("covered"), self.name)
-                self.covered, self.total = covered, covered + missed
+        elif depth == 2 and self.fmt == "jacoco" and tag == "counter" and attrs.get("type") == self._want:
+            missed, covered = _num(attrs.get("missed"), self.name), _num(attrs.get("covered"), self.name)
+            self.covered, self.total = covered, covered + missed
 
     def _root(self, tag: str, attrs: dict[str, str]) -> None:
         name, metric = self.name, self.metric
