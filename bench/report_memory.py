@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 _CASE = '<testcase classname="pkg.module.TestClass{i}" name="test_something_{i}" time="0.001"/>\n'
-_FAILED = '<testcase classname="pkg.module.TestClass{i}" name="test_f_{i}" time="0.1"><failure message="x">trace</failure></testcase>\n'
+_FAILED = ('<testcase classname="pkg.module.TestClass{i}" name="test_f_{i}" time="0.1">'
+           '<failure message="x">trace</failure></testcase>\n')
 _LINE = '<line number="{i}" hits="1"/>\n'
 
 _CHILD = r"""
