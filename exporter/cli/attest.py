@@ -149,7 +149,8 @@ def _post(args: argparse.Namespace, timeout: float) -> int:
     if resp.status_code != 201:
         reason = doc.get("error")
         raise AttestationError(f"refused ({resp.status_code}): {reason or resp.text.strip()[:200]}")
-    att = doc.get("attestation") if isinstance(doc.get("attestation"), dict) else {}
+    raw_att = doc.get("attestation")
+    att: dict[str, Any] = raw_att if isinstance(raw_att, dict) else {}
     note = "" if doc.get("persisted", True) else " (kept in memory: the exporter cannot write its state file)"
     shown = doc.get("understood") or att.get("value")
     print(f"recorded {shown} for {doc.get('tracker')}/{doc.get('gate')} by {att.get('by')} "

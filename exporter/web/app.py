@@ -5,18 +5,18 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from typing import Any
 
 from aiohttp import web
 
+from exporter.config.model import Config
 from exporter.engine.runtime import Runtime
 from exporter.exposition.gates import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, exposition_for
 from exporter.report.status import gate_json, progress_status
-from exporter.state.memory import HISTORY
+from exporter.state.memory import HISTORY, State
 from exporter.web import badges as badge_routes
 from exporter.web import statuspage
 from exporter.web.attest import attestation_handler, log_write_policy
-from exporter.web.auth import authenticates
+from exporter.web.auth import Middleware, authenticates
 from exporter.web.negotiate import accepts_gzip, wants_openmetrics
 
 log = logging.getLogger("qualitygate.web")
@@ -28,7 +28,8 @@ MAX_BODY = 64 * 1024  # request bodies are small JSON documents (attestations)
 STRICT_JSON = functools.partial(json.dumps, allow_nan=False)
 
 
-def make_app(runtime: Runtime, *, lifecycle: bool = False, middlewares: list[Any] | None = None) -> web.Application:
+def make_app(runtime: Runtime, *, lifecycle: bool = False,
+             middlewares: list[Middleware] | None = None) -> web.Application:
     """Build the aiohttp application around a runtime."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares or [])
     app[RUNTIME] = runtime
@@ -87,13 +88,14 @@ async def reload(request: web.Request) -> web.Response:
     return web.Response(text="Reloaded.\n")
 
 
-def _tracker(request: web.Request) -> tuple[Any, Any]:
+def _tracker(request: web.Request) -> tuple[Config, State] | None:
+    """The tracker ?tracker= names (or the only one), None when several are loaded and none is named."""
     runtime = request.app[RUNTIME]
     name = request.query.get("tracker")
     if name is None and len(runtime.trackers) == 1:
         name = next(iter(runtime.trackers))
     if name is None:
-        return None, None
+        return None
     config = runtime.trackers.get(name)
     if config is None:
         raise web.HTTPNotFound(text=f"unknown tracker {name!r}\n")
@@ -102,8 +104,8 @@ def _tracker(request: web.Request) -> tuple[Any, Any]:
 
 async def progress(request: web.Request) -> web.Response:
     """The tracker's progress document; with several trackers and no ?tracker=, their list."""
-    config, state = _tracker(request)
-    if config is None:
+    found = _tracker(request)
+    if found is None:
         runtime = request.app[RUNTIME]
         items = []
         for name, cfg in runtime.trackers.items():
@@ -111,23 +113,25 @@ async def progress(request: web.Request) -> web.Response:
             items.append({"tracker": name, "title": cfg.title, "overall_completion": doc["overall_completion"],
                           "url": f"/api/progress/status?tracker={name}"})
         return web.json_response(dumps=STRICT_JSON, data={"trackers": items})
-    return web.json_response(dumps=STRICT_JSON, data=progress_status(config, state))
+    return web.json_response(dumps=STRICT_JSON, data=progress_status(*found))
 
 
 async def gates(request: web.Request) -> web.Response:
     """Every gate's current outcome."""
-    config, state = _tracker(request)
-    if config is None:
+    found = _tracker(request)
+    if found is None:
         raise web.HTTPBadRequest(text="several trackers are loaded: add ?tracker=NAME\n")
+    config, state = found
     doc = {"tracker": config.tracker, "gates": [gate_json(g, state.gates.get(g.id)) for g in config.gates]}
     return web.json_response(dumps=STRICT_JSON, data=doc)
 
 
 async def gate_detail(request: web.Request) -> web.Response:
     """One gate with its recent evaluations."""
-    config, state = _tracker(request)
-    if config is None:
+    found = _tracker(request)
+    if found is None:
         raise web.HTTPBadRequest(text="several trackers are loaded: add ?tracker=NAME\n")
+    config, state = found
     gate = config.gate(request.match_info["id"])
     if gate is None:
         raise web.HTTPNotFound(text="unknown gate\n")

@@ -11,10 +11,11 @@ import hmac
 import ipaddress
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 import bcrypt
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from exporter.log import kv
 
@@ -24,8 +25,6 @@ REALM = "qualitygate"
 BCRYPT_MAX_PASSWORD = 72  # bcrypt reads only the first 72 bytes; Go's bcrypt (the toolkit's) cuts there too
 AUTH_CACHE_SIZE = 1024
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def headers_middleware(headers: Mapping[str, str]) -> Middleware:
@@ -106,6 +105,10 @@ class BasicAuth:
             raise web.HTTPUnauthorized(text="Unauthorized\n", headers={"WWW-Authenticate": self.challenge})
         request["user"] = user
         return await handler(request)
+
+
+__all__ = ["BasicAuth", "Middleware", "authenticates", "headers_middleware", "is_loopback", "parse_basic",
+           "peer_is_loopback"]
 
 
 def authenticates(middlewares: list[Middleware]) -> bool:

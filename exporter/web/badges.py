@@ -13,11 +13,12 @@ from typing import Any
 
 from aiohttp import web
 
+from exporter.engine.runtime import Runtime
 from exporter.report import badges
 from exporter.report.status import progress_status
 
 
-def add_routes(app: web.Application, runtime_key: web.AppKey[Any]) -> None:
+def add_routes(app: web.Application, runtime_key: web.AppKey[Runtime]) -> None:
     """Register the three badge routes on the app."""
     routes = _BadgeRoutes(runtime_key)
     app.router.add_get("/badge/tracker.svg", routes.tracker)
@@ -26,7 +27,7 @@ def add_routes(app: web.Application, runtime_key: web.AppKey[Any]) -> None:
 
 
 class _BadgeRoutes:
-    def __init__(self, runtime_key: web.AppKey[Any]):
+    def __init__(self, runtime_key: web.AppKey[Runtime]):
         self.key = runtime_key
 
     def _docs(self, request: web.Request) -> list[dict[str, Any]]:

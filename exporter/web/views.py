@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -89,7 +89,7 @@ class Strip:
             f'<span class="cell u-{c.level}" title="{markupsafe.escape(c.title)}"></span>' for c in self.cells))
 
 
-def uptime_strip(buckets: Mapping[int, Any], now: float, cell_seconds: int, count: int, label: str) -> Strip:
+def uptime_strip(buckets: Mapping[int, Sequence[int]], now: float, cell_seconds: int, count: int, label: str) -> Strip:
     """Sum the stored uptime buckets into `count` cells of `cell_seconds`, the last holding `now`."""
     first = (int(now) // cell_seconds - count + 1) * cell_seconds
     sums = [[0, 0] for _ in range(count)]
