@@ -1,4 +1,4 @@
-"""YAML text -> one node tree with line marks: libyaml's parser under PyYAML's composer."""
+"""YAML text -> one node tree with line marks: libyaml's parser, PyYAML's composer, bounded aliases."""
 
 from __future__ import annotations
 
@@ -13,6 +13,59 @@ from yaml.resolver import Resolver
 
 from exporter.config.fields import ConfigError, Issue
 
+ALIAS_NODE_LIMIT = 100_000
+"""How many nodes the aliases of one document may stand for, all together (docs/reference.md).
+
+An alias is the node it names, so a 1.6 KB "billion laughs" of nested aliases is a billion
+nodes to whoever walks the tree. Aliases are counted at their expanded size as they are composed,
+so such a file is refused after reading its own 1.6 KB, before anything walks it. Nodes written
+out in the file are not limited: their number is bounded by the file's size.
+"""
+
+
+class AliasLimitError(yaml.YAMLError):
+    """Aliases that stand for too many nodes, or for a node that contains them (a cycle)."""
+
+    def __init__(self, mark: Any, message: str):
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
+class _BoundedAliases:
+    """Composer mixin: counts the size of every anchored node and what each alias adds."""
+
+    _sizes: dict[str, int]
+    _aliased: int
+    _nodes: int
+
+    def _start_counting(self) -> None:
+        self._sizes = {}  # anchor -> expanded size of its node, once its node is complete
+        self._aliased = 0  # nodes that aliases stood for so far
+        self._nodes = 0  # nodes composed so far, aliases at their expanded size
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        """Compose one node, counting it; an alias counts as the whole node it names."""
+        event = self.peek_event()  # type: ignore[attr-defined]
+        if isinstance(event, yaml.AliasEvent):
+            size = self._sizes.get(event.anchor)
+            if size is None and event.anchor in self.anchors:  # type: ignore[attr-defined]
+                # The anchor's own node is still open: the alias would make the tree a cycle.
+                raise AliasLimitError(event.start_mark, f"alias *{event.anchor} refers to a node that contains it")
+            if size is not None:
+                self._aliased += size
+                self._nodes += size
+                if self._aliased > ALIAS_NODE_LIMIT:
+                    raise AliasLimitError(event.start_mark, f"aliases expand to more than {ALIAS_NODE_LIMIT:,} nodes "
+                                                        f"(at alias *{event.anchor})")
+            return Composer.compose_node(self, parent, index)  # type: ignore[arg-type]
+        before = self._nodes
+        node = Composer.compose_node(self, parent, index)  # type: ignore[arg-type]
+        self._nodes += 1
+        if event.anchor is not None:
+            self._sizes[event.anchor] = self._nodes - before
+        return node
+
 
 class _Scalar(yaml.ScalarNode):
     __slots__ = ("tag", "value", "start_mark", "end_mark", "style", "comment")
@@ -26,7 +79,7 @@ class _Mapping(yaml.MappingNode):
     __slots__ = ("tag", "value", "start_mark", "end_mark", "flow_style", "comment")
 
 
-class _SlimComposer(Composer):
+class _SlimComposer(_BoundedAliases, Composer):
     """PyYAML's composer making nodes with slots and without end marks (nothing reads them).
 
     A 10,000-gate file makes 130,000 nodes: this keeps the peak memory of a load ~10 MB lower,
@@ -74,6 +127,17 @@ class _SlimComposer(Composer):
         return node
 
 
+class BoundedSafeLoader(_BoundedAliases, yaml.SafeLoader):
+    """PyYAML's pure-Python SafeLoader (its error messages are the ones users know), aliases bounded.
+
+    Also for `yaml.load(text, Loader=BoundedSafeLoader)` where Python objects are wanted.
+    """
+
+    def __init__(self, stream: str):
+        yaml.SafeLoader.__init__(self, stream)
+        self._start_counting()
+
+
 try:
     from yaml._yaml import CParser
 except ImportError:  # PyYAML built without libyaml
@@ -90,6 +154,7 @@ else:
             CParser.__init__(self, stream)
             Composer.__init__(self)
             Resolver.__init__(self)
+            self._start_counting()
 
 
 @contextlib.contextmanager
@@ -110,15 +175,26 @@ def _compose(text: str) -> yaml.Node | None:
     if _FastLoader is not None and not yaml.reader.Reader.NON_PRINTABLE.search(text):
         try:
             return yaml.compose(text, Loader=_FastLoader)
+        except AliasLimitError:
+            raise
         except yaml.YAMLError:
             pass  # parse again below for SafeLoader's exact message
-    return yaml.compose(text, Loader=yaml.SafeLoader)
+    return yaml.compose(text, Loader=BoundedSafeLoader)
 
 
 def compose(text: str, path: str) -> yaml.Node | None:
     """The one document in `text` as a node tree, or None if empty; ConfigError with FILE:LINE if not YAML."""
+    bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if bad:
+        # PyYAML names a character offset; users need the line (and the character, spelled so it shows).
+        line = text.count("\n", 0, bad.start()) + 1
+        char = bad.group()
+        raise ConfigError([Issue(path, line, "", f"invalid YAML: control character U+{ord(char):04X} "
+                                                 f"({char!r}) is not allowed")])
     try:
         return _compose(text)
+    except AliasLimitError as exc:
+        raise ConfigError([Issue(path, exc.mark.line + 1, "", f"invalid YAML: {exc.message}")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
