@@ -22,7 +22,8 @@ _RE = re.compile(
     r"^\s*(?:(?P<measurement>[a-z_][a-z0-9_]*)\s*)?"
     r"(?P<op><=|>=|==|!=|<|>)\s*"
     r"(?P<number>true|false|[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*"
-    r"(?P<unit>%|ms|s|m|h|d)?\s*$"
+    r"(?P<unit>%|ms|s|m|h|d)?\s*$",
+    re.ASCII,  # \d and \s mean ASCII digits and spaces: "< ١" is not a number
 )
 
 
@@ -49,7 +50,7 @@ def parse_condition(text: object) -> Condition:
     """Parse one condition; raise ValueError with a readable reason."""
     if not isinstance(text, str):
         raise ValueError(f"expect condition must be a string, got {type(text).__name__}")
-    match = _RE.match(text)
+    match = _RE.fullmatch(text)
     if not match:
         raise ValueError(
             f"invalid expect condition {text!r} (want [MEASUREMENT] OP NUMBER[UNIT], "

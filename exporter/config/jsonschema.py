@@ -14,7 +14,9 @@ from exporter.config.model import ID_RE, GateDoc, PhaseDoc, StepDoc, TrackerDoc
 from exporter.probes import KINDS
 
 ENV = r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"
-DURATION_PATTERN = r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"
+# At most 16 digits a unit, as the loader (which also bounds the whole to 100y).
+DURATION_PATTERN = ("^(0|([0-9]{1,16}y)?([0-9]{1,16}w)?([0-9]{1,16}d)?([0-9]{1,16}h)?([0-9]{1,16}m)?([0-9]{1,16}s)?"
+                    "([0-9]{1,16}ms)?)$")
 ID_PATTERN = ID_RE.pattern
 SCHEMA_ID = "https://github.com/qualitygate-exporter/qualitygate-exporter/schema/config.json"
 
@@ -70,6 +72,8 @@ def dataclass_schema(cls: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
             s["enum"] = list(f.metadata["enum"])
         if f.metadata.get("check") and f.name in ("id", "tracker"):
             s["pattern"] = ID_PATTERN
+        if f.metadata.get("max_length"):
+            s["maxLength"] = f.metadata["max_length"]
         props[f.name] = s
         if f.metadata.get("required"):
             required.append(f.name)

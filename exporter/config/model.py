@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,17 +14,20 @@ import yaml
 
 from exporter.config import yamlload
 from exporter.config.expect import Condition, parse_condition
-from exporter.config.fields import MISSING, ConfigError, Duration, Issue, Reader, Url, child, key_node, opt
+from exporter.config.fields import MISSING, ConfigError, Duration, Issue, Reader, Url, brief, child, key_node, opt
 from exporter.probes import KINDS
 
 TIERS = ("critical", "important", "enhancement")
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+MAX_ID = 128  # ids are label values and URL path parts
+MAX_TITLE = 1000  # titles and other one-line text
+MAX_TEXT = 10_000  # free text (descriptions, the imported tracker line)
 
 
 def check_id(value: str) -> None:
     """Ids become label values and URL path parts: keep them to [a-z0-9][a-z0-9_.-]*."""
-    if not ID_RE.match(value):
-        raise ValueError(f"invalid id {value!r} (want [a-z0-9][a-z0-9_.-]*)")
+    if not ID_RE.fullmatch(value):
+        raise ValueError(f"invalid id {brief(value, MAX_ID + 2)} (want [a-z0-9][a-z0-9_.-]*)")
 
 
 # --- the document's shape (what the loader reads; also what `qualitygate schema` describes) ---
@@ -49,26 +53,26 @@ class PrometheusDoc:
 class GateDoc:
     """A gate's common keys; exactly one probe key (http, tcp, command, ...) sits beside them."""
 
-    id: str = opt(required=True, doc="Unique in the tracker; the `gate` label.", check=check_id)
-    title: str | None = opt(None, doc="Human name (default: the id).")
-    description: str | None = opt(None, doc="Free text for people; not exported as a label.")
+    id: str = opt(required=True, doc="Unique in the tracker; the `gate` label.", check=check_id, max_length=MAX_ID)
+    title: str | None = opt(None, doc="Human name (default: the id).", max_length=MAX_TITLE)
+    description: str | None = opt(None, doc="Free text for people; not exported as a label.", max_length=MAX_TEXT)
     tier: str | None = opt(None, doc="critical | important | enhancement (default: defaults.tier)", enum=TIERS)
     interval: Duration | None = opt(None, doc="Evaluation interval (default: defaults.interval).")
     timeout: Duration | None = opt(None, doc="Evaluation timeout (default: defaults.timeout).")
     expect: str | list[str] | None = opt(None, doc="Condition(s) that must all hold: '[MEASUREMENT] OP NUMBER[UNIT]'.")
     shard_key: str | None = opt(None, doc="Gates with the same key are evaluated by the same shard "
-                                          "(default: the gate's step).")
+                                          "(default: the gate's step).", max_length=MAX_TITLE)
     source: str | None = opt(None, doc="The tracker line the gate was imported from (its checkbox text); "
-                                       "`render --in-place` finds the line by it.")
+                                       "`render --in-place` finds the line by it.", max_length=MAX_TEXT)
 
 
 @dataclass(frozen=True)
 class StepDoc:
     """A step of a phase: a unit of work with its quality gates."""
 
-    id: str = opt(required=True, doc="Unique in its phase; the `step` label.", check=check_id)
-    title: str | None = opt(None, doc="Human name (default: the id).")
-    team: str | None = opt(None, doc="Owning team, shown on dashboards (gate_info).")
+    id: str = opt(required=True, doc="Unique in its phase; the `step` label.", check=check_id, max_length=MAX_ID)
+    title: str | None = opt(None, doc="Human name (default: the id).", max_length=MAX_TITLE)
+    team: str | None = opt(None, doc="Owning team, shown on dashboards (gate_info).", max_length=MAX_TITLE)
     gates: list[Any] = opt(default_factory=tuple, doc="The step's gates.")
 
 
@@ -76,8 +80,8 @@ class StepDoc:
 class PhaseDoc:
     """A phase of the plan."""
 
-    id: str = opt(required=True, doc="Unique in the tracker; the `phase` label.", check=check_id)
-    title: str | None = opt(None, doc="Human name (default: the id).")
+    id: str = opt(required=True, doc="Unique in the tracker; the `phase` label.", check=check_id, max_length=MAX_ID)
+    title: str | None = opt(None, doc="Human name (default: the id).", max_length=MAX_TITLE)
     steps: list[StepDoc] = opt(default_factory=tuple, doc="The phase's steps.")
 
 
@@ -85,8 +89,8 @@ class PhaseDoc:
 class TrackerDoc:
     """A tracker: one file, one plan of phases, steps and gates."""
 
-    tracker: str = opt(required=True, doc="Tracker name; the `tracker` label.", check=check_id)
-    title: str | None = opt(None, doc="Human title of the plan.")
+    tracker: str = opt(required=True, doc="Tracker name; the `tracker` label.", check=check_id, max_length=MAX_ID)
+    title: str | None = opt(None, doc="Human title of the plan.", max_length=MAX_TITLE)
     uptime_window: Duration = opt(30 * 86400.0, doc="Window of gate_uptime_ratio and default window of uptime gates.")
     defaults: DefaultsDoc = opt(default_factory=DefaultsDoc, doc="Defaults for every gate.")
     prometheus: PrometheusDoc | None = opt(None, doc="Prometheus server for promql gates.")
@@ -211,7 +215,11 @@ class Config:
 def load_config(path: str, env: dict[str, str] | None = None) -> Config:
     """Load and check one tracker file; raise ConfigError listing every issue with FILE:LINE."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        # O_NONBLOCK: opening a FIFO given as the config must not wait forever for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, encoding="utf-8") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise ConfigError([Issue(path, 1, "", "cannot read config: not a regular file")])
             text = fh.read()
     except OSError as exc:
         raise ConfigError([Issue(path, 1, "", f"cannot read config: {exc.strerror or exc}")]) from None
@@ -223,7 +231,17 @@ def load_config(path: str, env: dict[str, str] | None = None) -> Config:
 def parse_config(text: str, path: str = "<config>", env: dict[str, str] | None = None) -> Config:
     """Parse a tracker config from text (see load_config)."""
     with yamlload.gc_paused():  # looked up here, so that bench/p4_startup.py can swap it
-        return _parse_config(text, path, env)
+        try:
+            return _parse_config(text, path, env)
+        except ConfigError:
+            raise
+        except RecursionError:
+            raise ConfigError([Issue(path, 1, "", "config is nested too deeply")]) from None
+        except Exception as exc:
+            # A defect of ours, or memory running out, must not be a traceback from `validate` or a reload
+            # that neither fails nor succeeds: it is a config that cannot be used. The cause stays chained.
+            raise ConfigError([Issue(path, 1, "", f"cannot load config: {type(exc).__name__}: "
+                                                  f"{str(exc)[:200]}")]) from exc
 
 
 def _parse_config(text: str, path: str, env: dict[str, str] | None) -> Config:
