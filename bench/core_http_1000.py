@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -29,6 +30,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def listening_port(serve: subprocess.Popen[str]) -> int:
+    """The port of the exporter's "listening" line; later warnings and errors are passed on to stderr."""
+    assert serve.stderr is not None
+    stream = serve.stderr
+
+    def drain() -> None:  # the pipe must be read to the end, or a full pipe would stall the exporter
+        for line in stream:
+            if "level=warn" in line or "level=error" in line:
+                sys.stderr.write(line)
+
+    for line in stream:
+        found = re.search(r"msg=listening .*address=\S*:(\d+)", line)
+        if found:
+            threading.Thread(target=drain, daemon=True).start()
+            return int(found.group(1))
+    raise SystemExit(f"the exporter exited with {serve.wait()} before listening")
 
 
 def start_nginx(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -95,11 +114,11 @@ def main() -> int:
         config = tmp / "gates.yml"
         config.write_text(f"tracker: bench\ndefaults: {{interval: {args.interval}, timeout: 1s}}\nphases:\n"
                           f"  - id: p\n    steps:\n      - id: s\n        gates:\n{gates}")
-        port = free_port()
+        # Port 0 and the port read from the "listening" line (info level): no race for a free port.
         serve = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config.file", str(config),
-                                  "--web.listen-address", f"127.0.0.1:{port}", "--storage.path", str(tmp / "s.db"),
-                                  "--log.level", "warn"], cwd=str(ROOT))
-        url = f"http://127.0.0.1:{port}"
+                                  "--web.listen-address", "127.0.0.1:0", "--storage.path", str(tmp / "s.db")],
+                                 cwd=str(ROOT), stderr=subprocess.PIPE, text=True)
+        url = f"http://127.0.0.1:{listening_port(serve)}"
         try:
             for _ in range(200):
                 try:

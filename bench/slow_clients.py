@@ -56,7 +56,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="qg-slow-") as tmp:
         work = Path(tmp)
         (work / "gates.yml").write_text(CONFIG)
-        with exporter(work / "gates.yml", work, "--log.level", "warn", *args.serve_flags) as exp:
+        with exporter(work / "gates.yml", work, *args.serve_flags) as exp:
             def fds() -> int:
                 return len(os.listdir(f"/proc/{exp.proc.pid}/fd"))
 

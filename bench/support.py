@@ -34,7 +34,8 @@ class BenchError(Exception):
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
+    """A TCP port free on 127.0.0.1 right now (for nginx and blackbox_exporter, which cannot report a port
+    they chose; the exporter binds :0 and logs its port)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -211,16 +212,27 @@ class Exporter:
         wait_for(lambda: self.pending() == 0, timeout, "every gate's first evaluation", interval=interval)
 
 
+# The exporter's start line, logfmt or JSON: msg=listening ... address=HOST:PORT
+LISTENING = re.compile(r'"?msg"?[=:] ?"?listening\b.*?"?address"?[=:] ?"?[^\s"]*:(\d+)')
+
+
 @contextlib.contextmanager
 def exporter(config: Path, workdir: Path, *extra: str, ready_timeout: float = 60.0) -> Iterator[Exporter]:
-    """Start `qualitygate serve` on a free loopback port (own state file) and wait until /-/ready."""
-    port = free_port()
+    """Start `qualitygate serve` on 127.0.0.1:0 (own state file), read its port from the "listening" log line
+    (so the log level must stay at info or below), and wait until /-/ready."""
     argv = [PYTHON, "-m", "exporter", "serve", "--config.file", str(config), "--web.listen-address",
-            f"127.0.0.1:{port}", "--storage.path", str(workdir / "state.db"), *extra]
+            "127.0.0.1:0", "--storage.path", str(workdir / "state.db"), *extra]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     started = time.monotonic()
     with process(argv, workdir, "exporter", env) as proc:
-        exp = Exporter(proc, port, started)
+
+        def port() -> int | None:
+            if not proc.alive():
+                raise BenchError(f"the exporter exited:\n{proc.tail()}")
+            found = LISTENING.search(proc.log.read_text(errors="replace"))
+            return int(found.group(1)) if found else None
+
+        exp = Exporter(proc, int(wait_for(port, ready_timeout, "the exporter to listen", interval=0.01)), started)
 
         def ready() -> bool:
             if not proc.alive():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from exporter.state.attestation import AttestationError, parse_value
-from tests.conftest import ROOT, Served, free_port, wait_for
+from tests.conftest import ROOT, Served, free_port, wait_for, wait_listening
 from tests.test_manual_gates import manual_tracker
 
 
@@ -75,13 +75,12 @@ def test_attest_with_basic_auth(tmp_path: Path, write_config) -> None:
     hashed = bcrypt.hashpw(b"pa:ss w0rd", bcrypt.gensalt(rounds=4)).decode()
     web_config.write_text(f"basic_auth_users:\n  dana: {hashed}\n")
     db = tmp_path / "state.db"
-    port = free_port()
     with open(tmp_path / "serve.log", "w") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config.file",
                                  str(write_config(manual_tracker("m"))), "--storage.path", str(db),
-                                 "--web.config.file", str(web_config), "--web.listen-address", f"127.0.0.1:{port}"],
-                                stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
-    s = Served(proc, port, tmp_path / "serve.log")
+                                 "--web.config.file", str(web_config), "--web.listen-address", "127.0.0.1:0"],
+                                stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT), text=True)
+    s = Served(proc, wait_listening(proc, tmp_path / "serve.log"), tmp_path / "serve.log")
     try:
         wait_for(lambda: s.proc.poll() is not None or s.get("/-/healthy", timeout=1)[0] == 401, timeout=30,
                  what="exporter with auth")

@@ -17,7 +17,7 @@ from exporter.engine.evaluate import evaluate
 from exporter.probes import ProbeContext
 from exporter.state.memory import State
 from exporter.state.store import Attestation, open_store
-from tests.conftest import ROOT, Served, free_port, one_step_tracker, parse_metrics, sample, wait_for
+from tests.conftest import ROOT, Served, one_step_tracker, parse_metrics, sample, wait_for, wait_listening
 
 NOW = 1_800_000_000.0
 
@@ -232,14 +232,13 @@ def test_authenticated_user_is_recorded_as_the_attester(tmp_path: Path, write_co
     web_config = tmp_path / "web.yml"
     web_config.write_text(f"basic_auth_users:\n  carol: {hashed}\n")
     db = tmp_path / "state.db"
-    port = free_port()
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config.file",
                                  str(write_config(manual_tracker("m"))), "--storage.path", str(db),
-                                 "--web.config.file", str(web_config), "--web.listen-address", f"127.0.0.1:{port}"],
-                                stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
-    s = Served(proc, port, log_path)
+                                 "--web.config.file", str(web_config), "--web.listen-address", "127.0.0.1:0"],
+                                stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT), text=True)
+    s = Served(proc, wait_listening(proc, log_path), log_path)
     try:
         _run_authenticated(s, db)
     finally:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from exporter.state.store import open_store
-from tests.conftest import ROOT, Served, free_port, start_serve, wait_for
+from tests.conftest import ROOT, Served, start_serve, wait_for, wait_listening
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -193,7 +193,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("statuspage")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Health)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     _write_reports(folder)
@@ -505,13 +505,12 @@ def test_page_assets_and_refresh_sit_behind_basic_auth(browser: Any, tmp_path: P
     web_config = tmp_path / "web.yml"
     hashed = bcrypt.hashpw(b"s3cret-pw", bcrypt.gensalt(rounds=4)).decode()
     web_config.write_text(f"basic_auth_users:\n  viewer: {hashed}\n")
-    port = free_port()
     with open(tmp_path / "serve.log", "w") as log_file:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config.file", str(config),
-                                 "--web.config.file", str(web_config), "--web.listen-address", f"127.0.0.1:{port}",
+                                 "--web.config.file", str(web_config), "--web.listen-address", "127.0.0.1:0",
                                  "--storage.path", str(tmp_path / "state.db")],
-                                stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT))
-    served = Served(proc, port, tmp_path / "serve.log")  # type: ignore[arg-type]
+                                stdout=log_file, stderr=subprocess.STDOUT, cwd=str(ROOT), text=True)
+    served = Served(proc, wait_listening(proc, tmp_path / "serve.log"), tmp_path / "serve.log")
     try:
         wait_for(lambda: proc.poll() is not None or served.get("/-/healthy", timeout=1)[0] == 401, timeout=30,
                  what="the exporter to answer (401)")

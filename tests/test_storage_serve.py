@@ -14,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import ROOT, Served, free_port, one_step_tracker, parse_metrics, wait_for
+from tests.conftest import ROOT, Served, one_step_tracker, parse_metrics, wait_for, wait_listening
 from tests.test_storage_store import make_read_only, undo_read_only
 
 GATE_FAMILIES = ("gate_passed", "gate_probe_error", "gate_value", "gate_last_evaluation_timestamp_seconds",
@@ -209,12 +209,11 @@ def test_read_only_file_keeps_serving_and_counts_errors(tmp_path: Path, write_co
 
 def test_default_path_is_data_qualitygate_db_in_the_working_directory(tmp_path: Path, write_config) -> None:
     config = write_config(tracker("          - {id: a, interval: 1s, timeout: 1s, file: {path: /etc/hostname}}\n"))
-    port = free_port()
     with open(tmp_path / "serve.log", "w") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config.file", str(config),
-                                 "--web.listen-address", f"127.0.0.1:{port}"], cwd=tmp_path, stdout=log_file,
-                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    s = Served(proc, port, tmp_path / "serve.log")
+                                 "--web.listen-address", "127.0.0.1:0"], cwd=tmp_path, stdout=log_file,
+                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True)
+    s = Served(proc, wait_listening(proc, tmp_path / "serve.log"), tmp_path / "serve.log")
     try:
         wait_for(lambda: s.get("/-/ready", timeout=1)[0] == 200, timeout=30, what="ready")
         wait_for(lambda: evaluations(s) >= 1, timeout=30, what="an evaluation")
