@@ -12,15 +12,17 @@ from exporter.engine.evaluate import evaluate
 from probe_support import make_ctx
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "probes"
-KINDS = ("http", "tcp", "command", "promql", "coverage", "junit", "json_file", "file")
+KINDS = ("http", "tcp", "command", "promql", "coverage", "junit", "json_file", "sarif", "file")
 
 # Gates whose outcome does not depend on anything running on this machine.
 EXPECTED = {
     "command": {"python-version": "pass", "reports-present": "pass", "coverage-from-a-tool": "pass"},
     "coverage": {"python-line-coverage": "pass", "python-branch-coverage": "fail", "frontend-line-coverage": "pass",
-                 "java-branch-coverage": "pass", "coverage-py-json": "pass"},
-    "junit": {"all-tests-green": "pass", "enough-tests": "pass", "nightly-e2e": "error"},
+                 "java-branch-coverage": "pass", "coverage-py-json": "pass", "coverage-pushed-from-ci": "fail"},
+    "junit": {"all-tests-green": "pass", "enough-tests": "pass", "nightly-e2e": "error", "ci-tests-pushed": "fail"},
     "json_file": {"flaky-rate": "pass", "p95-latency": "pass", "lint-clean": "pass"},
+    "sarif": {"bandit-clean": "pass", "no-high-severity": "fail", "no-findings-at-all": "fail",
+              "clean-and-no-notes": "pass", "nightly-scan-pushed": "fail"},
     "file": {"coverage-report-present": "pass", "backup-fresh": "fail"},
 }
 
