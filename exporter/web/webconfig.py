@@ -59,7 +59,7 @@ ALLOWED_HEADERS: dict[str, tuple[str, ...] | None] = {
 }
 _BCRYPT_RE = re.compile(r"\$2[aby]\$(?P<cost>[0-9]{2})\$[./A-Za-z0-9]{53}")  # fullmatch; ASCII digits only
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-# Each step of cost doubles bcrypt's work: 10 takes ~70 ms here, 16 ~4.5 s per uncached login (and
+# Each step of cost doubles bcrypt's work: 10 takes ~70 ms here, 14 ~2 s, 16 ~8 s per uncached login (and
 # once at start for the dummy hash), 31 would hang the start for days.
 BCRYPT_MIN_COST, BCRYPT_MAX_COST = 4, 16
 
