@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 PASS, FAIL, ERROR, PENDING = "pass", "fail", "error", "pending"
+PROBE, PUSH, ATTESTATION = "probe", "push", "attestation"  # where a result's evidence came from
 OUTCOMES = (PASS, FAIL, ERROR)
 STATUSES = (*OUTCOMES, PENDING)  # what a gate can show: an outcome, or none yet
 
@@ -21,6 +22,31 @@ def finite_values(values: dict[str, float]) -> dict[str, float | None]:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """What a result was judged on: a probe made now, a pushed report, or a person's attestation.
+
+    Only the fields that apply are set. Times are Unix seconds; `expires_at` is when the evidence
+    stops counting (at + max_age), None when it never lapses (a probe measures afresh each time).
+    """
+
+    kind: str  # probe | push | attestation
+    at: float  # when the evidence was made: probe time, push acceptance, attestation
+    commit: str | None = None
+    branch: str | None = None
+    run_url: str | None = None
+    run_id: str | None = None
+    by: str | None = None
+    note: str | None = None
+    expires_at: float | None = None
+    digest: str | None = None  # sha256 (hex) of a pushed report
+
+    @property
+    def outside(self) -> bool:
+        """Evidence from outside the exporter (pushed or attested), as opposed to its own probe."""
+        return self.kind != PROBE
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """One evaluation of one gate."""
 
@@ -30,6 +56,10 @@ class Result:
     duration: float  # seconds
     measurements: dict[str, float] = field(default_factory=dict)
     message: str = ""
+    evidence: Evidence | None = None
+    # A gate that takes its evidence from outside (manual, push) and has never had any accepted:
+    # failing, but not a measured failure (gate_awaiting_evidence, the "Awaiting evidence" list).
+    awaiting: bool = False
 
     @property
     def value(self) -> float | None:

@@ -12,7 +12,7 @@ from exporter.config.durations import format_duration
 from exporter.config.expect import format_number
 from exporter.config.model import Gate
 from exporter.log import kv
-from exporter.model import ERROR, FAIL, PASS, Result
+from exporter.model import ERROR, FAIL, PASS, PROBE, Evidence, Result
 from exporter.probes import KINDS, Measurement, ProbeContext, ProbeError
 
 log = logging.getLogger("qualitygate.engine")
@@ -36,6 +36,11 @@ class Faults:
 def no_measurement(value: float) -> str:
     """The message for a non-finite measurement: NaN or an infinity measured nothing."""
     return f"measured {'NaN' if math.isnan(value) else '+Inf' if value > 0 else '-Inf'}: no measurement"
+
+
+def takes_evidence(gate: Gate) -> bool:
+    """Whether a gate is evidenced from outside (manual attestations, pushed reports), not by its own probe."""
+    return gate.kind == "manual" or getattr(gate.spec, "push", None) is not None
 
 
 async def evaluate(gate: Gate, ctx: ProbeContext, faults: Faults | None = None) -> Result:
@@ -64,7 +69,17 @@ async def evaluate(gate: Gate, ctx: ProbeContext, faults: Faults | None = None) 
 
 
 def judged(gate: Gate, m: Measurement, started: float, duration: float) -> Result:
-    """The Result of a measurement: non-finite values are no measurement (error), whatever `expect` says."""
+    """The Result of a measurement: non-finite values are no measurement (error), whatever `expect` says.
+
+    The result carries the evidence it was judged on; a gate evidenced from outside whose
+    measurement has none is `awaiting` (never had accepted evidence).
+    """
+    evidence, awaiting = m.evidence, False
+    if evidence is None:
+        if takes_evidence(gate):
+            awaiting = True
+        else:
+            evidence = Evidence(PROBE, started)
     values: dict[str, float] = {}
     bad: float | None = None
     for name, raw in m.values.items():
@@ -78,9 +93,9 @@ def judged(gate: Gate, m: Measurement, started: float, duration: float) -> Resul
             bad = value  # the primary measurement's, when it is among them
     if bad is not None:
         # Non-finite values are left out of the result: nothing downstream (metrics, JSON, storage) meets them.
-        return Result(gate.id, ERROR, started, duration, values, no_measurement(bad))
+        return Result(gate.id, ERROR, started, duration, values, no_measurement(bad), evidence, awaiting)
     outcome, message = judge(gate, Measurement(values, ok=m.ok, message=m.message))
-    return Result(gate.id, outcome, started, duration, values, message)
+    return Result(gate.id, outcome, started, duration, values, message, evidence, awaiting)
 
 
 def judge(gate: Gate, m: Measurement) -> tuple[str, str]:

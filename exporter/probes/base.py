@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from exporter.model import Evidence
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -21,6 +23,10 @@ class Measurement:
     values: dict[str, float] = field(default_factory=dict)
     ok: bool = True
     message: str = ""
+    # What it was judged on, for gates evidenced from outside (manual: the attestation; push: the
+    # pushed run); None there means no accepted evidence ever. Probe kinds leave it None (evaluate
+    # records kind=probe at the evaluation's time).
+    evidence: Evidence | None = None
 
     @property
     def value(self) -> float | None:

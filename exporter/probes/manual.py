@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from exporter.config.durations import format_duration
 from exporter.config.fields import Duration, opt
+from exporter.model import ATTESTATION, Evidence
 from exporter.probes.base import Measurement, ProbeContext, ProbeKind
 
 
@@ -28,10 +29,12 @@ async def probe(spec: ManualSpec, ctx: ProbeContext) -> Measurement:
     now = ctx.now() if ctx.now else time.time()
     age = max(0.0, now - att.at)
     values = {"value": float(att.value), "age": age}
+    by, note = getattr(att, "by", "") or None, getattr(att, "note", "") or None
+    evidence = Evidence(ATTESTATION, att.at, by=by, note=note, expires_at=att.at + spec.max_age)
     if age > spec.max_age:
         message = f"attestation is {format_duration(int(age))} old, max_age {format_duration(spec.max_age)}"
-        return Measurement(values, ok=False, message=message)
-    return Measurement(values, message=f"attested by {att.by}" if getattr(att, "by", "") else "")
+        return Measurement(values, ok=False, message=message, evidence=evidence)
+    return Measurement(values, message=f"attested by {by}" if by else "", evidence=evidence)
 
 
 KIND = ProbeKind("manual", ManualSpec, probe, ("value", "age"), doc="A person's attestation, valid for max_age.")

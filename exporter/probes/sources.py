@@ -20,6 +20,7 @@ import aiohttp
 
 from exporter.config.durations import format_duration
 from exporter.config.fields import Duration, FilePath, Url, opt
+from exporter.model import PUSH, Evidence
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, PushRecord
 from exporter.probes.files import as_stream, display_path
 from exporter.probes.http import USER_AGENT, BasicAuthSpec, TLSSpec, new_session, read_secret
@@ -124,10 +125,13 @@ def from_push(push: PushSource, ctx: ProbeContext) -> Measurement:
         return Measurement({}, ok=False, message=f"no evidence pushed{where} yet (qualitygate push)")
     now = ctx.now() if ctx.now else time.time()
     age = now - record.at
+    evidence = Evidence(PUSH, record.at, commit=record.commit or None, branch=record.branch or None,
+                        run_url=record.run_url or None, run_id=record.run_id or None,
+                        expires_at=record.at + push.max_age, digest=record.digest or None)
     if age > push.max_age:
         message = f"no evidence since {_when(record.at)} (max_age {format_duration(push.max_age)})"
-        return Measurement(dict(record.values), ok=False, message=message)
-    return Measurement(dict(record.values), ok=record.ok, message=record.message)
+        return Measurement(dict(record.values), ok=False, message=message, evidence=evidence)
+    return Measurement(dict(record.values), ok=record.ok, message=record.message, evidence=evidence)
 
 
 # --- url -------------------------------------------------------------------------------------
