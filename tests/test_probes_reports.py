@@ -265,3 +265,19 @@ def test_json_path_subset():
     for bad in ("", "$.a[*].c", "$..c", "$.a.*", "$.a[1:2]", "$[?(@.c)]", "$.a b", "$.", "$a"):
         with pytest.raises(ValueError, match="invalid json_path"):
             jsonpath.check(bad)
+
+
+# --- memory does not grow with the report ------------------------------------------------------
+
+
+def test_large_reports_are_parsed_in_bounded_memory(tmp_path: Path):
+    from bench.report_memory import measure, write_cobertura, write_junit
+
+    write_junit(tmp_path / "junit.xml", 40_000_000)
+    write_cobertura(tmp_path / "coverage.xml", 40_000_000)
+    idle = measure("idle", "junit", tmp_path / "junit.xml")[0]
+    rss, _, tests = measure("stream", "junit", tmp_path / "junit.xml")
+    assert int(tests) > 400_000
+    assert rss - idle < 20, f"peak RSS grew {rss - idle} MiB for a 40 MB report"  # the whole tree takes ~300 MiB
+    rss, _, ratio = measure("stream", "coverage", tmp_path / "coverage.xml")
+    assert float(ratio) == 0.87 and rss - idle < 20
