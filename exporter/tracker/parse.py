@@ -336,7 +336,8 @@ def _has_gates(sec: _Section) -> bool:
     for _, raw in sec.body:
         if _CHECKBOX.match(raw):
             return True
-        f = _field(_BULLET.match(raw)[1] if _BULLET.match(raw) else raw.strip())
+        b = _BULLET.match(raw)
+        f = _field(b[1] if b else raw.strip())
         if f and (f[0] in GATE_KEYS or f[0] in CHECK_KEYS):
             return True
     return False
