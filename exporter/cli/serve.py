@@ -115,7 +115,8 @@ class WebOptions:
 def bound_address(server: asyncio.AbstractServer, host: str | None) -> str:
     """HOST:PORT as bound (the real port when 0 was asked for), HOST as configured (empty: every interface)."""
     port = 0
-    for sock in server.sockets:
+    # listen() is typed as the abstract server; create_server() always makes an asyncio.Server
+    for sock in server.sockets if isinstance(server, asyncio.Server) else ():
         port = sock.getsockname()[1]
         break
     shown = host or ""
@@ -150,7 +151,7 @@ class Server:
         self._runtime: Runtime | None = None
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.AbstractServer | None = None
-        self._reloads: set[asyncio.Task[None]] = set()
+        self._reloads: set[asyncio.Task[list[str]]] = set()  # kept referenced until done
 
     async def serve(self) -> int:
         """Start, run until SIGTERM/SIGINT (SIGHUP reloads), stop; signals are handled throughout."""
