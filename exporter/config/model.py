@@ -14,7 +14,8 @@ import yaml
 
 from exporter.config import yamlload
 from exporter.config.expect import Condition, parse_condition
-from exporter.config.fields import MISSING, ConfigError, Duration, Issue, Reader, Url, brief, child, key_node, opt
+from exporter.config.fields import (MISSING, ConfigError, Duration, FilePath, Issue, Reader, Url, brief, child, key_node,
+                                    opt)
 from exporter.probes import KINDS
 
 TIERS = ("critical", "important", "enhancement")
@@ -95,6 +96,8 @@ class TrackerDoc:
     defaults: DefaultsDoc = opt(default_factory=DefaultsDoc, doc="Defaults for every gate.")
     prometheus: PrometheusDoc | None = opt(None, doc="Prometheus server for promql gates.")
     phases: list[PhaseDoc] = opt(default_factory=tuple, doc="The plan's phases.")
+    push_tokens_file: FilePath | None = opt(None, doc="Bearer tokens that may push evidence to this tracker's "
+                                                      "gates: one a line, blank lines and # comments ignored.")
 
 
 # --- the resolved, frozen config the rest of the program uses ---------------------------------
@@ -168,6 +171,8 @@ class Config:
     phases: tuple[Phase, ...]
     source: str
     tracker_line: int = field(default=1, compare=False)
+    push_tokens_file: str | None = None  # read by serve (exporter.engine.pushes), never by validate or check
+    push_tokens_line: int = field(default=0, compare=False)
     # Derived from `phases`, so that a restricted copy (check --tier, a shard) cannot disagree.
     gates: tuple[Gate, ...] = field(init=False, repr=False, compare=False)
     by_id: dict[str, Gate] = field(init=False, repr=False, compare=False)
@@ -342,6 +347,8 @@ def _resolve(doc: TrackerDoc, root: yaml.MappingNode, gate_nodes: list[tuple[str
         phases=tuple(phases),
         source=reader.file,
         tracker_line=key_node(root, "tracker").start_mark.line + 1,
+        push_tokens_file=doc.push_tokens_file,
+        push_tokens_line=key_node(root, "push_tokens_file").start_mark.line + 1 if doc.push_tokens_file else 0,
     )
 
 
@@ -389,7 +396,9 @@ def _read_gate(node: yaml.Node, key: str, reader: Reader, doc: TrackerDoc, phase
         except ValueError as exc:
             reader.error(item_node, sub, str(exc))
             continue
-        if cond.measurement not in kind.measurements:
+        # `delta` (the change of value against the latest push that counts) exists for pushed reports only.
+        pushed = getattr(spec, "push", None) is not None and cond.measurement == "delta"
+        if cond.measurement not in kind.measurements and not pushed:
             reader.error(item_node, sub, f"probe kind {kind.name} has no measurement {cond.measurement!r} "
                                          f"(it has: {', '.join(kind.measurements)})")
             continue
