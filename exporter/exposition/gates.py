@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from exporter.config.model import TIERS, Config, Gate
+from exporter.engine.evaluate import takes_evidence
 from exporter.exposition.blobs import Blob, gzip_member
 from exporter.exposition.own import render_tail, tail_registry
 from exporter.model import ERROR, OUTCOMES, PASS, PENDING, STATUSES
@@ -74,10 +75,17 @@ GATE_FAMILIES = (
     Family("gate_evaluations_total", "counter", "Gate evaluations by result."),
     Family("gate_uptime_ratio", "gauge",
            "Fraction of the gate's evaluations that passed over the tracker's uptime_window."),
-    Family("gate_info", "gauge", "Human names of a gate, for dashboards; always 1."),
+    # Only gates evidenced from outside (manual, push) have these series.
+    Family("gate_awaiting_evidence", "gauge",
+           "1 while a manual or push-sourced gate has never had accepted evidence, 0 once it has."),
+    Family("gate_evidence_timestamp_seconds", "gauge",
+           "When the evidence the gate was last judged on was made (push or attestation time, Unix time)."),
+    Family("gate_evidence_expiry_timestamp_seconds", "gauge",
+           "When the evidence the gate was last judged on lapses: its time plus the gate's max_age (Unix time)."),
+    Family("gate_info", "gauge", "Human names and probe kind of a gate, for dashboards; always 1."),
 )
 (_PASSED, _ERROR, _VALUE, _THRESHOLD, _DURATION, _INTERVAL, _OBJECTIVE, _LAST_EVAL, _LAST_PASS, _EVALS, _UPTIME,
- _INFO) = range(len(GATE_FAMILIES))
+ _AWAITING, _EV_AT, _EV_EXPIRY, _INFO) = range(len(GATE_FAMILIES))
 _STATIC = (_THRESHOLD, _INTERVAL, _OBJECTIVE, _INFO)  # rendered from the config alone
 _DYNAMIC = tuple(fam for fam in range(len(GATE_FAMILIES)) if fam not in _STATIC)
 _PREFIX = [f"{f.name}{{".encode() for f in GATE_FAMILIES]
@@ -88,7 +96,9 @@ TRACKER = Family("tracker_completion_ratio", "gauge", "Fraction of all the track
 COUNTS = Family("tracker_gates", "gauge", "Number of gates by tier and status.")
 
 # Every metric name the contract promises (CONTRACT.md, "Metrics"): the rules lint and the
-# benchmarks check against this one list, and tests/test_e2e_serve.py checks a real scrape has them.
+# benchmarks check against this one list, and tests/test_e2e_serve.py checks a real scrape has them
+# (the EVIDENCE_METRICS only where a gate is evidenced from outside and, for the times, has evidence).
+EVIDENCE_METRICS = tuple(GATE_FAMILIES[f].name for f in (_AWAITING, _EV_AT, _EV_EXPIRY))
 CONTRACT_METRICS = (
     *(f.name for f in GATE_FAMILIES), STEP.name, PHASE.name, TRACKER.name, COUNTS.name,
     "qualitygate_build_info", "qualitygate_config_last_reload_successful",
@@ -141,6 +151,7 @@ class Exposition:
         n = len(gates)
         self._pos = {(g.tracker, g.id): i for i, g in enumerate(gates)}
         self._labels = [gate_labels(g).encode() for g in gates]
+        self._outside = [takes_evidence(g) for g in gates]  # gates with the evidence series
         # Per family and gate: the sample's value as written (b"": no sample). Lines are rendered
         # per piece from these (a whole line per gate would take 10x the memory).
         self._vals: list[list[bytes]] = [[] if fam in _STATIC else [b""] * n for fam in range(len(GATE_FAMILIES))]
@@ -158,7 +169,8 @@ class Exposition:
             static[_THRESHOLD].append("" if th is None else f"gate_threshold{{{labels}}} {fmt(th)}\n")
             static[_INTERVAL].append(f"gate_interval_seconds{{{labels}}} {fmt(gate.interval)}\n")
             static[_OBJECTIVE].append("" if obj is None else f"gate_objective_ratio{{{labels}}} {fmt(obj)}\n")
-            static[_INFO].append(f'gate_info{{{labels},title="{escape(gate.title)}",team="{escape(gate.team)}"}} 1.0\n')
+            static[_INFO].append(f'gate_info{{{labels},title="{escape(gate.title)}",team="{escape(gate.team)}",'
+                                 f'kind="{gate.kind}"}} 1.0\n')
         for fam, lines in static.items():  # never change until the next config: rendered once, kept as pieces
             self._pieces[fam] = [Blob("".join(lines[c:c + CHUNK]).encode()) for c in range(0, n, CHUNK)]
         now = time.time()
@@ -187,6 +199,13 @@ class Exposition:
         new.append((_EVALS, " ".join(fmt(c[o]) for o in OUTCOMES).encode()))
         passed, total = st.uptime(uptime_window, time.time() if now is None else now)
         new.append((_UPTIME, b"" if total == 0 else fmt(passed / total).encode()))
+        # A result that says nothing of evidence (restored from the state file, a probe error)
+        # keeps the series as they were: they tell what the gate was last judged on.
+        if self._outside[i] and r is not None and (r.awaiting or r.evidence is not None):
+            ev = r.evidence
+            new.append((_AWAITING, b"1.0" if r.awaiting else b"0.0"))
+            new.append((_EV_AT, b"" if ev is None else fmt(ev.at).encode()))
+            new.append((_EV_EXPIRY, b"" if ev is None or ev.expires_at is None else fmt(ev.expires_at).encode()))
         chunk = i // CHUNK
         changed = False
         for fam, value in new:

@@ -7,7 +7,8 @@ import time
 from typing import Any
 
 from exporter.config.model import TIERS, Config, Gate
-from exporter.model import ERROR, FAIL, PASS, PENDING, finite, finite_values
+from exporter.engine.evaluate import takes_evidence
+from exporter.model import ERROR, FAIL, PASS, PENDING, Evidence, finite, finite_values
 from exporter.state.memory import GateState, State
 
 BLOCKING_TIERS = ("critical", "important")
@@ -27,10 +28,32 @@ def progress_word(passed: int, total: int) -> str:
     return "in_progress" if passed else "not_started"
 
 
+def evidence_json(ev: Evidence | None) -> dict[str, Any] | None:
+    """The API's `evidence` object: the fields that apply, times in RFC 3339 as everywhere in the document."""
+    if ev is None:
+        return None
+    out: dict[str, Any] = {"kind": ev.kind, "at": rfc3339(ev.at)}
+    for key in ("commit", "branch", "run_url", "run_id", "by", "note"):
+        value = getattr(ev, key)
+        if value is not None:
+            out[key] = value
+    if ev.expires_at is not None:
+        out["expires_at"] = rfc3339(ev.expires_at)
+    if ev.digest is not None:
+        out["digest"] = ev.digest
+    return out
+
+
+def awaiting(gate: Gate, st: GateState | None) -> bool:
+    """A gate evidenced from outside that has never had accepted evidence (it fails, but nothing was measured)."""
+    r = st.result if st else None
+    return r is not None and r.awaiting and takes_evidence(gate)
+
+
 def gate_json(gate: Gate, st: GateState | None) -> dict[str, Any]:
     """One gate's entry in the status document and in /api/gates."""
     r = st.result if st else None
-    return {
+    entry = {
         "id": gate.id,
         "phase": gate.phase,
         "step": gate.step,
@@ -46,7 +69,16 @@ def gate_json(gate: Gate, st: GateState | None) -> dict[str, Any]:
         "last_pass": rfc3339(st.last_pass) if st else None,
         "duration_seconds": finite(r.duration) if r else None,
         "message": r.message if r else "",
+        "evidence": evidence_json(r.evidence) if r else None,
     }
+    if takes_evidence(gate):
+        entry["awaiting_evidence"] = awaiting(gate, st)
+    return entry
+
+
+def _tier_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Critical first, then important, then enhancement; config order within a tier (a stable sort)."""
+    return sorted(entries, key=lambda e: TIERS.index(e["tier"]))
 
 
 def progress_status(config: Config, state: State, now: float | None = None) -> dict[str, Any]:
@@ -54,7 +86,7 @@ def progress_status(config: Config, state: State, now: float | None = None) -> d
     now = time.time() if now is None else now
     tiers = {t: {"passed": 0, "failed": 0, "error": 0, "pending": 0, "total": 0} for t in TIERS}
     word = {PASS: "passed", FAIL: "failed", ERROR: "error", PENDING: "pending"}
-    gates, phases, steps, blockers = [], [], [], []
+    gates, phases, steps, blockers, waiting = [], [], [], [], []
     all_pass = all_total = 0
     for phase in config.phases:
         p_pass = p_total = 0
@@ -68,7 +100,12 @@ def progress_status(config: Config, state: State, now: float | None = None) -> d
                 tiers[g.tier][word[status]] += 1
                 tiers[g.tier]["total"] += 1
                 s_pass += status == PASS
-                if g.tier in BLOCKING_TIERS and status in (FAIL, ERROR):
+                # Blockers are measured failures and errors; a claim nobody has evidenced yet is listed
+                # apart (awaiting_evidence), whatever its tier.
+                if entry.get("awaiting_evidence"):
+                    waiting.append({"gate": g.id, "phase": g.phase, "step": g.step, "title": g.title, "tier": g.tier,
+                                    "kind": g.kind, "message": entry["message"]})
+                elif g.tier in BLOCKING_TIERS and status in (FAIL, ERROR):
                     blockers.append({"gate": g.id, "phase": g.phase, "step": g.step, "title": g.title, "tier": g.tier,
                                      "status": status, "message": entry["message"],
                                      "since": rfc3339(st.since if st else None)})
@@ -91,5 +128,6 @@ def progress_status(config: Config, state: State, now: float | None = None) -> d
         "step_completion": steps,
         "quality_gates": tiers,
         "gates": gates,
-        "blockers": blockers,
+        "blockers": _tier_first(blockers),
+        "awaiting_evidence": _tier_first(waiting),
     }
