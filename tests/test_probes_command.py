@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import one_step_tracker, parse_metrics, wait_for
+from conftest import one_step_tracker, parse_metrics, sample, wait_for
 from exporter.engine.evaluate import evaluate
 from exporter.probes import ProbeError
 from exporter.probes.command import KIND, CommandSpec, _Capture
@@ -347,3 +347,30 @@ def test_config_checks(tmp_path: Path):
           command: {shell: "true", value_regex: "[", argv: "ls"}
     """) == [f"{key}.argv: must be a list, got a scalar",
              f"{key}.value_regex: invalid regular expression '[': unterminated character set at position 0"]
+
+
+def test_a_redos_value_regex_does_not_hold_up_a_healthy_gate(serve, write_config):
+    # (a+)+$ on 27 a's and a '!' took Python's re 7-14 s and froze the whole exporter with it;
+    # on RE2 it is a plain non-match (an error: no value), and the healthy gate keeps its schedule.
+    config = write_config(one_step_tracker(f"""
+        - id: hostile
+          interval: 1s
+          timeout: 900ms
+          command: {{shell: "printf '{"a" * 27}!'", value_regex: "(a+)+$"}}
+        - id: healthy
+          interval: 1s
+          timeout: 900ms
+          command: {{shell: "echo 1"}}
+    """))
+    served = serve(config)
+
+    def counts() -> dict[tuple[str, str], float]:
+        metrics = parse_metrics(served.get("/metrics")[1])
+        return {(dict(labels)["gate"], dict(labels)["result"]): v for (name, labels), v in metrics.items()
+                if name == "gate_evaluations_total"}
+
+    wait_for(lambda: counts().get(("hostile", "error"), 0) >= 5, timeout=60, what="five hostile evaluations")
+    seen = counts()
+    assert seen.get(("healthy", "pass"), 0) >= 4 and seen.get(("hostile", "pass"), 0) == 0
+    lag = sample(parse_metrics(served.get("/metrics")[1]), "qualitygate_scheduler_lag_seconds")
+    assert lag is not None and lag < 1.0

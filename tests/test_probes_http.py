@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
+import random
 import ssl
+import types
+import zlib
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,8 @@ import trustme
 from aiohttp import web
 
 from conftest import free_port
-from exporter.probes import ProbeError
+from exporter.probes import ProbeError, regex
+from exporter.probes import http as http_probe
 from exporter.probes.http import MAX_BODY, BasicAuthSpec, HTTPSpec, TLSSpec, new_session
 from probe_support import config_errors, make_ctx, parse_gate, run_probe
 
@@ -73,7 +78,21 @@ def make_app(seen: list[tuple[str, int]]) -> web.Application:
         await resp.write(b"{}")
         return resp
 
+    async def bomb(request: web.Request) -> web.Response:
+        return web.Response(body=gzip_bomb(), headers={"Content-Encoding": "gzip"})
+
+    async def gz(request: web.Request) -> web.Response:
+        encoding = request.query["as"]
+        return web.Response(body=compress(b'{"ratio": 0.75}', encoding), headers={"Content-Encoding": encoding},
+                            content_type="application/json")
+
+    async def huge_text(request: web.Request) -> web.Response:
+        return web.Response(body=big_ab_text())
+
     app = web.Application()
+    app.router.add_get("/bomb", bomb)
+    app.router.add_get("/gz", gz)
+    app.router.add_get("/huge-text", huge_text)
     app.router.add_get("/ok", ok)
     app.router.add_get("/error", error)
     app.router.add_get("/unavailable", unavailable)
@@ -87,6 +106,30 @@ def make_app(seen: list[tuple[str, int]]) -> web.Application:
     app.router.add_route("*", "/echo", echo)
     app.router.add_get("/big", big)
     return app
+
+
+BOMB_SIZE = 200 * 1024 * 1024
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """200 MiB of zeros, gzip-compressed a MiB at a time (about 200 KB: never 200 MiB in memory)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1024 * 1024)
+    return b"".join(packer.compress(zeros) for _ in range(BOMB_SIZE // len(zeros))) + packer.flush()
+
+
+def compress(data: bytes, encoding: str) -> bytes:
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}[encoding]
+    packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return packer.compress(data) + packer.flush()
+
+
+@functools.cache
+def big_ab_text() -> bytes:
+    """4 MiB of random a's and b's: the input on which (a|b)*a(a|b){20}c costs RE2 seconds (DFA too big)."""
+    rng = random.Random(7)
+    return bytes(rng.choice(b"ab") for _ in range(MAX_BODY - 100)) + b" value 77"
 
 
 @pytest.fixture
@@ -183,6 +226,63 @@ async def test_body_regex_capture_is_the_value_and_a_mismatch_fails(target):
     assert not m.ok and m.message == "body does not match body_regex"
     with pytest.raises(ProbeError, match="captured 'build', not a number"):
         await run_probe("http", HTTPSpec(url=url(target, "/text"), body_regex=r"(build) \d+"))
+
+
+class _CountingInflater:
+    """zlib.decompressobj, counting the bytes it inflates."""
+
+    total = 0
+
+    def __init__(self, wbits: int):
+        self._inner = zlib.decompressobj(wbits)
+
+    def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+        out = self._inner.decompress(data, max_length)
+        _CountingInflater.total += len(out)
+        return out
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+async def test_a_gzip_bomb_is_never_inflated_past_the_body_limit(target, monkeypatch):
+    assert len(gzip_bomb()) < BOMB_SIZE // 500
+    fake_zlib = types.SimpleNamespace(decompressobj=_CountingInflater, MAX_WBITS=zlib.MAX_WBITS, error=zlib.error)
+    monkeypatch.setattr(http_probe, "zlib", fake_zlib)
+    m = await run_probe("http", HTTPSpec(url=url(target, "/bomb")))
+    assert m.ok and m.values["status"] == 200
+    m = await run_probe("http", HTTPSpec(url=url(target, "/bomb"), body_regex="never there"))
+    assert not m.ok and m.message == "body does not match body_regex"
+    with pytest.raises(ProbeError, match="body larger than 4 MiB"):
+        await run_probe("http", HTTPSpec(url=url(target, "/bomb"), json_path="$.x"))
+    # Three probes of a 200 MiB bomb: each inflated at most the 4 MiB it keeps and one byte more.
+    assert _CountingInflater.total <= 3 * (MAX_BODY + 1)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate"])
+async def test_compressed_bodies_are_read(target, encoding: str):
+    m = await run_probe("http", HTTPSpec(url=url(target, f"/gz?as={encoding}"), json_path="$.ratio"))
+    if encoding == "raw-deflate":  # not a content coding: its bytes cannot be read as anything
+        assert not m.ok and m.message == "unsupported Content-Encoding 'raw-deflate'"
+    else:
+        assert m.ok and m.value == 0.75
+
+
+async def test_body_regex_is_re2_and_a_costly_match_leaves_the_loop_free(target):
+    # A pattern that makes RE2 fall back to its NFA costs seconds on a 4 MiB body: it runs in a
+    # thread, so a healthy probe completes meanwhile (the loop runs this test's code throughout).
+    costly = asyncio.ensure_future(run_probe("http", HTTPSpec(url=url(target, "/huge-text"),
+                                                              body_regex=r"(a|b)*a(a|b){20}c"), make_ctx(timeout=60)))
+    while regex.running() == 0:
+        assert not costly.done(), costly.result()
+        await asyncio.sleep(0.01)
+    healthy = await run_probe("http", HTTPSpec(url=url(target, "/text"), body_regex=r"build (\d+) passed"))
+    assert healthy.ok and healthy.value == 42
+    assert regex.running() == 1  # still matching: the healthy probe did not wait for it
+    m = await costly
+    assert not m.ok and m.message == "body does not match body_regex"
+    m = await run_probe("http", HTTPSpec(url=url(target, "/huge-text"), body_regex=r"value (\d+)$"))
+    assert m.ok and m.value == 77
 
 
 async def test_redirects_followed_by_default_or_reported(target):
