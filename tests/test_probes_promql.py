@@ -137,6 +137,28 @@ async def test_gate_from_config_uses_prometheus_url_and_expect(prometheus: str, 
     assert result.outcome == "error" and result.message == "query returned 2 samples, expected 1"
 
 
+@pytest.mark.parametrize(("query", "expect", "shown"), [
+    # A ratio over no traffic: rate() of a counter that does not move is 0, and 0/0 is NaN.
+    ("sum(rate(prometheus_http_requests_total{handler='/no/such'}[5m]) or vector(0))"
+     " / sum(rate(prometheus_http_requests_total{handler='/no/such'}[5m]) or vector(0))", "!= 0", "NaN"),
+    ("vector(0) / vector(0)", "< 0.01", "NaN"),
+    ("scalar(vector(0) / 0)", ">= 0", "NaN"),
+    ("1 / 0", "> 5", "+Inf"),
+    ("-1 / 0", "< 5", "-Inf"),
+])
+async def test_nan_and_infinities_from_a_real_prometheus_are_errors(prometheus: str, tmp_path: Path, query: str,
+                                                                    expect: str, shown: str):
+    m = await run_probe("promql", PromQLSpec(query=query, url=prometheus))
+    assert not math.isfinite(m.value)  # the probe hands the engine the real float, not a stand-in
+    gate = parse_gate(tmp_path, f"""
+        - id: ratio
+          promql: {{query: "{query}", url: '{prometheus}'}}
+          expect: "{expect}"
+    """)
+    result = await evaluate(gate, make_ctx())
+    assert result.outcome == "error" and result.message == f"measured {shown}: no measurement"
+
+
 def test_config_errors(tmp_path: Path):
     key = "phases[0].steps[0].gates[0]"
     assert config_errors(tmp_path, """
