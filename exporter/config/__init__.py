@@ -1,4 +1,4 @@
-"""Stage 1, config: YAML with line marks -> typed fields -> the frozen, cross-checked model.
+"""The config stage: YAML with line marks -> typed fields -> the frozen, cross-checked model.
 
 Deliberately empty: the probe kinds' specs are written in this package's field vocabulary
 (`config.fields`) while the model (`config.model`) composes them, so re-exporting the model here

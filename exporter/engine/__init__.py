@@ -1,1 +1,1 @@
-"""Stage 3, engine: one evaluation, the scheduler, the running exporter (configs, reloads), sharding."""
+"""The engine: one evaluation, the scheduler, the running exporter (configs, reloads), sharding."""

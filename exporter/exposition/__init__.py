@@ -1,1 +1,1 @@
-"""Stage 5, exposition: /metrics, the gate series and the exporter's own metrics."""
+"""The exposition: /metrics, the gate series and the exporter's own metrics."""

@@ -1,1 +1,1 @@
-"""Stage 4, state: what each gate has done (in memory) and its durable copy (SQLite)."""
+"""The state: what each gate has done (in memory) and its durable copy (SQLite)."""

@@ -1,1 +1,1 @@
-"""Stage 6, web: the aiohttp app and its routes, the listener, TLS and auth, the status page."""
+"""The web: the aiohttp app and its routes, the listener, TLS and auth, the status page."""
