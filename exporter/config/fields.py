@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Union
 from urllib.parse import urlsplit
 
-import re2  # type: ignore[import-untyped]
+import re2
 import yaml
 
 from exporter.config.durations import parse_duration
+from exporter.config.issues import ConfigError as ConfigError  # re-exported: most modules import it from here
+from exporter.config.issues import Issue, brief
 
 # Annotated markers: the Python type says what the value is, the marker how to read it.
 DURATION = "duration"
@@ -56,33 +58,6 @@ def opt(default: Any = dataclasses.MISSING, *, doc: str = "", check: Callable[[A
     if required:
         return field(default=None, metadata=meta)
     return field(default=default, metadata=meta)
-
-
-def brief(text: str, limit: int = 40) -> str:
-    """A value for a message, shortened: a 100,000-character id need not be printed whole."""
-    return repr(text) if len(text) <= limit else repr(text[:limit - 3] + "...")
-
-
-@dataclass(frozen=True)
-class Issue:
-    """One config error: where, which key, what is wrong."""
-
-    file: str
-    line: int
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}"
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
-
-
-class ConfigError(Exception):
-    """A config that cannot be used; carries every issue found, each with FILE:LINE and key."""
-
-    def __init__(self, issues: list[Issue]):
-        self.issues = sorted(issues, key=lambda i: (i.file, i.line, i.key, i.message))
-        super().__init__("\n".join(str(i) for i in self.issues))
 
 
 @dataclass
@@ -321,7 +296,7 @@ def _node_kind(node: yaml.Node) -> str:
         return "mapping"
     if isinstance(node, yaml.SequenceNode):
         return "list"
-    if node.tag.endswith(":null") and not node.style:
+    if node.tag.endswith(":null") and isinstance(node, yaml.ScalarNode) and not node.style:
         return "null"
     return "scalar"
 

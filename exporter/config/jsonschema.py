@@ -53,8 +53,9 @@ def _type_schema(tp: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(tp):
         return dataclass_schema(tp)
     # The loader reads any scalar as a string where a string is wanted (valid_status_codes: [200, 3xx]).
-    return {str: {"type": ["string", "number", "boolean"]}, int: {"type": "integer"}, float: {"type": "number"},
-            bool: {"type": "boolean"}}[tp]
+    scalars: dict[object, dict[str, Any]] = {str: {"type": ["string", "number", "boolean"]}, int: {"type": "integer"},
+                                             float: {"type": "number"}, bool: {"type": "boolean"}}
+    return scalars[tp]
 
 
 def dataclass_schema(cls: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:

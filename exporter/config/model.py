@@ -14,8 +14,8 @@ import yaml
 
 from exporter.config import yamlload
 from exporter.config.expect import Condition, parse_condition
-from exporter.config.fields import (MISSING, ConfigError, Duration, FilePath, Issue, Reader, Url, brief, child, key_node,
-                                    opt)
+from exporter.config.fields import MISSING, Duration, FilePath, Reader, Url, child, key_node, opt
+from exporter.config.issues import ConfigError, Issue, brief
 from exporter.probes import KINDS
 
 TIERS = ("critical", "important", "enhancement")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.composer import Composer
 from yaml.resolver import Resolver
 
-from exporter.config.fields import ConfigError, Issue
+from exporter.config.issues import ConfigError, Issue
 
 ALIAS_NODE_LIMIT = 100_000
 """How many nodes the aliases of one document may stand for, all together (docs/reference.md).
@@ -38,18 +38,25 @@ class _BoundedAliases:
     _sizes: dict[str, int]
     _aliased: int
     _nodes: int
+    if TYPE_CHECKING:  # given by the parser and composer this is combined with (PyYAML's events are untyped)
+        anchors: dict[str, yaml.Node]
+
+        def peek_event(self) -> Any: ...
+        def get_event(self) -> Any: ...
+        def check_event(self, *choices: Any) -> Any: ...
+        def resolve(self, kind: type, value: str | None, implicit: Any) -> str: ...
 
     def _start_counting(self) -> None:
         self._sizes = {}  # anchor -> expanded size of its node, once its node is complete
         self._aliased = 0  # nodes that aliases stood for so far
         self._nodes = 0  # nodes composed so far, aliases at their expanded size
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         """Compose one node, counting it; an alias counts as the whole node it names."""
-        event = self.peek_event()  # type: ignore[attr-defined]
+        event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
-            size = self._sizes.get(event.anchor)
-            if size is None and event.anchor in self.anchors:  # type: ignore[attr-defined]
+            size = self._sizes.get(event.anchor or "")
+            if size is None and event.anchor in self.anchors:
                 # The anchor's own node is still open: the alias would make the tree a cycle.
                 raise AliasLimitError(event.start_mark, f"alias *{event.anchor} refers to a node that contains it")
             if size is not None:
@@ -86,7 +93,7 @@ class _SlimComposer(_BoundedAliases, Composer):
     and memory Python took once it keeps (docs/performance.md).
     """
 
-    def compose_scalar_node(self, anchor: str | None) -> yaml.ScalarNode:
+    def compose_scalar_node(self, anchor: str | None) -> yaml.ScalarNode:  # type: ignore[override]
         event = self.get_event()
         tag = event.tag
         if tag is None or tag == "!":
@@ -96,7 +103,7 @@ class _SlimComposer(_BoundedAliases, Composer):
             self.anchors[anchor] = node
         return node
 
-    def compose_sequence_node(self, anchor: str | None) -> yaml.SequenceNode:
+    def compose_sequence_node(self, anchor: str | None) -> yaml.SequenceNode:  # type: ignore[override]
         start = self.get_event()
         tag = start.tag
         if tag is None or tag == "!":
@@ -111,7 +118,7 @@ class _SlimComposer(_BoundedAliases, Composer):
         self.get_event()
         return node
 
-    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:  # type: ignore[override]
         start = self.get_event()
         tag = start.tag
         if tag is None or tag == "!":
@@ -143,7 +150,7 @@ try:
 except ImportError:  # PyYAML built without libyaml
     _FastLoader: Any = None
 else:
-    class _FastLoader(_SlimComposer, CParser, Resolver):  # type: ignore[misc]
+    class _FastLoader(_SlimComposer, CParser, Resolver):  # type: ignore[no-redef]
         """libyaml's parser under a PyYAML composer: the nodes SafeLoader makes, 10x faster.
 
         (libyaml's own composer recurses in C and crashes on deeply nested input; this one raises
