@@ -169,7 +169,10 @@ def test_serve_every_probe_kind(tmp_path: Path, target: int, prometheus, serve):
     assert sample(m, "gate_objective_ratio", gate="http-health") == pytest.approx(0.99)
     assert sample(m, "gate_info", gate="http-health", title="http-health", team="Team A") == 1
     assert sample(m, "tracker_gates", tracker="e2e", tier="critical", status="fail") == 1
-    assert set(CONTRACT_METRICS) <= {name for name, _ in m}, "every metric the contract names is exposed"
+    # The evidence times exist once a gate has evidence; the one manual gate here never had any.
+    unevidenced = {"gate_evidence_timestamp_seconds", "gate_evidence_expiry_timestamp_seconds"}
+    assert set(CONTRACT_METRICS) - unevidenced <= {name for name, _ in m}, "every metric the contract names is exposed"
+    assert sample(m, "gate_awaiting_evidence", gate="audit") == 1
 
     # The real promtool finds nothing to complain about in the real output.
     proc = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=60)
@@ -180,7 +183,8 @@ def test_serve_every_probe_kind(tmp_path: Path, target: int, prometheus, serve):
     assert by["prom-empty"]["message"] == "query returned no samples"
     assert by["cmd-exit"]["message"].startswith("exit code 3")
     assert {b["gate"] for b in doc["blockers"]} == {"http-missing", "cmd-exit", "coverage-line",
-                                                    "file-missing-report", "audit"}
+                                                    "file-missing-report"}
+    assert [a["gate"] for a in doc["awaiting_evidence"]] == ["audit"], "never attested: awaiting, not a blocker"
     assert doc["quality_gates"]["critical"]["total"] == 2
 
 

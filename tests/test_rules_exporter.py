@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -39,6 +40,9 @@ CONFIG = """
               - id: broken-probe
                 tier: important
                 command: { argv: ["/nonexistent/qualitygate-test-command"] }
+              - id: signoff
+                tier: important
+                manual: { max_age: 1h }
 """
 
 
@@ -58,6 +62,11 @@ def _exposed(text: str) -> set[str]:
 
 def test_every_metric_the_rules_use_is_exposed_by_a_real_exporter(serve, write_config):
     served = serve(write_config(CONFIG))
+    # An attested manual gate has every evidence series (awaiting 0, evidence time, expiry).
+    attest = urllib.request.Request(f"{served.url}/api/gates/signoff/attestations", data=b'{"value": 1}',
+                                    headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(attest, timeout=10) as answer:
+        assert answer.status == 201
     used = _used_metrics()
     assert {"gate_passed", "gate_objective_ratio", "tracker_gates"} <= used
 

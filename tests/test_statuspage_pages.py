@@ -144,7 +144,7 @@ async def test_overview_shows_blockers_phases_steps_and_gates(site):
     assert page.rows() == {"api": "pass", "cov": "fail", "lint": "fail", "report": "error", "signoff": "pending"}
     # Blockers: failing or erroring critical and important gates, at the top (before the first phase).
     blockers = [a["data-gate"] for a in page.all("tr") if "data-gate" in a and "data-tier" not in a]
-    assert blockers == ["cov", "report"]
+    assert blockers == ["report", "cov"], "critical first"
     assert body.index('id="blockers-h"') < body.index('id="phase-build"')
     text = page.text
     assert "20 % (1 of 5 gates pass)" in text

@@ -176,6 +176,8 @@ def tracker_view(config: Config, state: State, filters: Filters, now: float) -> 
             blockers.append({**b, "status_label": STATUS_LABELS[b["status"]],
                              "since_ts": st.since if st else None,
                              "since_ago": ago(st.since, now) if st and st.since else ""})
+    # Claims nobody has evidenced yet: failing, but apart from the blockers (measured failures only).
+    awaiting = [a for a in doc["awaiting_evidence"] if filters.matches(a["tier"], status_of[a["gate"]])]
     totals = {s: sum(1 for v in status_of.values() if v == s) for s in STATUSES}
     return {
         "tracker": config.tracker,
@@ -187,6 +189,7 @@ def tracker_view(config: Config, state: State, filters: Filters, now: float) -> 
         "quality_gates": doc["quality_gates"],
         "phases": phases,
         "blockers": blockers,
+        "awaiting": awaiting,
         "shown": shown,
         "generated_at": doc["generated_at"],
     }
