@@ -12,7 +12,7 @@ from exporter.engine.evaluate import evaluate
 from probe_support import make_ctx
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "probes"
-KINDS = ("http", "tcp", "command", "promql", "coverage", "junit", "json_file", "sarif", "file")
+KINDS = ("http", "tcp", "tls", "command", "promql", "coverage", "junit", "json_file", "sarif", "file")
 
 # Gates whose outcome does not depend on anything running on this machine.
 EXPECTED = {
