@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--web.idle-timeout", dest="idle_timeout", default="5m", metavar="DURATION",
                        help="close a kept-alive connection that sends no complete request for this long "
                             "(default 5m)")
+    serve.add_argument("--web.max-evidence-bytes", dest="max_evidence", default="32MiB", metavar="SIZE",
+                       help="largest report POST /api/gates/ID/evidence accepts (default 32MiB; other "
+                            "requests stay limited to 64KiB)")
     serve.add_argument("--storage.path", dest="storage", metavar="FILE", default=None,
                        help="SQLite state file (default ./data/qualitygate.db)")
     serve.add_argument("--scheduler.max-concurrency", dest="concurrency", type=int, default=128, metavar="N",
@@ -71,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     from exporter.cli.attest import add_arguments as attest_arguments
 
     attest_arguments(sub.add_parser("attest", help="record an attestation for a manual gate"))
+
+    from exporter.cli.push import add_arguments as push_arguments
+
+    push_arguments(sub.add_parser("push", help="push a CI report to a running exporter; exit 0 pass, 1 not, 2 error"))
 
     validate = sub.add_parser("validate", help="check config files and exit 0 or 2")
     validate.add_argument("files", nargs="+", metavar="FILE")
@@ -111,12 +118,19 @@ def _commands() -> dict[str, Command]:
     from exporter.cli.validate import cmd_schema, cmd_validate
 
     return {"serve": cmd_serve, "check": cmd_check, "validate": cmd_validate, "schema": cmd_schema,
-            "attest": _attest, "import": cmd_import, "render": cmd_render}
+            "attest": _attest, "push": _push, "import": cmd_import, "render": cmd_render}
 
 
 def _attest(args: argparse.Namespace) -> int:
     """Record an attestation for a manual gate (through a running exporter, or in the state file)."""
     from exporter.cli.attest import run
+
+    return run(args)
+
+
+def _push(args: argparse.Namespace) -> int:
+    """Push a CI report to a running exporter and print its judgement."""
+    from exporter.cli.push import run
 
     return run(args)
 

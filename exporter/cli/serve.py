@@ -44,6 +44,22 @@ def parse_listen(address: str) -> tuple[str | None, int]:
     return (host or None), int(port)
 
 
+_SIZES = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+DEFAULT_MAX_EVIDENCE = "32MiB"
+
+
+def parse_size(flag: str, text: str) -> int:
+    """A byte count: 1048576, 512KiB, 32MiB, 1GB (at least 1 KiB)."""
+    number = text.strip().rstrip("bBiIkKmMgG")
+    unit = text.strip()[len(number):].lower()
+    if not number.isdigit() or not number.isascii() or unit not in _SIZES or len(number) > 15:
+        raise UsageError(f"{flag}: invalid size {text!r} (want e.g. 32MiB, 512KiB, 1048576)")
+    size = int(number) * _SIZES[unit]
+    if size < 1024:
+        raise UsageError(f"{flag} must be at least 1KiB (got {text!r})")
+    return size
+
+
 def _duration(flag: str, text: str) -> float:
     try:
         return parse_duration(text)
@@ -65,6 +81,7 @@ class ServeConfig:
     idle_timeout: float = 300.0
     storage: str | None = None  # None: the default path; "": memory only
     concurrency: int = 128
+    max_evidence_bytes: int = 32 << 20
     watch_interval: float = 0.0
     shard: tuple[int, int] | None = None
     log_level: str = "info"
@@ -83,6 +100,7 @@ class ServeConfig:
             raise UsageError("--web.idle-timeout must be more than 0s")
         if (args.shard_index is None) != (args.shard_count is None):
             raise UsageError("--shard.index and --shard.count go together")
+        max_evidence = parse_size("--web.max-evidence-bytes", getattr(args, "max_evidence", DEFAULT_MAX_EVIDENCE))
         shard = None
         if args.shard_count is not None:
             if not (args.shard_count >= 1 and 0 <= args.shard_index < args.shard_count):
@@ -91,7 +109,8 @@ class ServeConfig:
         return cls(config_files=tuple(args.config_files), listen=args.listen, host=host, port=port,
                    web_config=args.web_config, lifecycle=args.lifecycle, read_timeout=read_timeout,
                    idle_timeout=idle_timeout, storage=args.storage, concurrency=args.concurrency,
-                   watch_interval=watch, shard=shard, log_level=args.log_level, log_format=args.log_format)
+                   watch_interval=watch, shard=shard, max_evidence_bytes=max_evidence, log_level=args.log_level,
+                   log_format=args.log_format)
 
 
 @dataclass(frozen=True)
@@ -175,7 +194,7 @@ class Server:
 
         c = self.config
         runtime = self._runtime = Runtime(list(c.config_files), max_concurrency=c.concurrency, shard=c.shard,
-                                          watch_interval=c.watch_interval)
+                                          watch_interval=c.watch_interval, max_evidence_bytes=c.max_evidence_bytes)
         runtime.store = self._store()
         runtime.prepare(self.configs)
         timeouts = runtime.read_timeouts = ReadTimeouts()
@@ -222,8 +241,8 @@ class Server:
         from exporter.state.store import DEFAULT_PATH
 
         if self.config.storage == "":
-            log.info("state kept in memory only (--storage.path ''): restarts forget history, "
-                     "manual gates cannot pass")
+            log.info("state kept in memory only (--storage.path ''): restarts forget history and pushed "
+                     "evidence, manual gates cannot pass")
             return None
         path = self.config.storage or DEFAULT_PATH
         # A file that cannot be written later degrades to memory (a disk fault must not stop the gates),

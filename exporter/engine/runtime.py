@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from exporter.config.fields import ConfigError, Issue
 from exporter.config.model import Config, Gate, load_config
 from exporter.engine.metrics import Collector, DefaultRegistry, RuntimeCollector
+from exporter.engine.pushes import Evidence, read_tokens
 from exporter.engine.scheduler import Scheduler
 from exporter.engine.sharding import shard_config
 from exporter.engine.supervise import Supervisor
@@ -102,6 +103,7 @@ class Runtime:
     shard: tuple[int, int] | None = None  # (index, count): this process evaluates and exports only its shard
     watch_interval: float = 0.0  # > 0: reload by itself when a config file changes (Kubernetes ConfigMaps)
     read_timeouts: Collector | None = None  # exporter.web.listener.ReadTimeouts when serving HTTP
+    max_evidence_bytes: int = 32 * 1024 * 1024  # --web.max-evidence-bytes: the evidence endpoint's body limit
 
     def __post_init__(self) -> None:
         self.scheduler: Scheduler | None = None
@@ -113,6 +115,7 @@ class Runtime:
         self.registry.register(DefaultRegistry())
         self._sessions = Sessions()
         self._reload_lock = asyncio.Lock()
+        self.evidence = Evidence()  # pushed runs per gate: from the store at start, then from accepted pushes
 
     def attach(self, view: GateView) -> None:
         """Show the gates in this view too, from now on (it gets the running configs at once)."""
@@ -127,6 +130,7 @@ class Runtime:
     def prepare(self, configs: list[Config]) -> None:
         """Apply the first config (restoring stored state) without evaluating anything yet."""
         self.scheduler = Scheduler(self._make_ctx, self._on_result, self.max_concurrency)
+        self.evidence.set_tokens(read_tokens(configs))  # before anything listens: blocking is fine here
         self.apply(self._my_part(configs))
         self.reload_ok, self.reload_ok_at = True, time.time()
 
@@ -205,6 +209,7 @@ class Runtime:
             state.retain(g.id for g in config.gates)
         if self.store is not None:
             self.store.configured(configs)
+        self.evidence.configure(configs, self.store.evidence if self.store is not None else None)
         self.trackers = new
         for view in self.views:
             view.set_trackers(self._tracked())
@@ -234,6 +239,7 @@ class Runtime:
         async with self._reload_lock:
             try:
                 configs = await asyncio.to_thread(load_configs, self.config_paths)
+                tokens = await asyncio.to_thread(read_tokens, configs)
             except ConfigError as exc:
                 return self._reload_failed([str(i) for i in exc.issues])
             except Exception as exc:  # whatever a reload meets, the running config stays
@@ -244,6 +250,7 @@ class Runtime:
                 configs = await asyncio.to_thread(self._my_part, configs)
                 stored = await asyncio.to_thread(self._read_stored, configs)
                 self.apply(configs, stored)
+                self.evidence.set_tokens(tokens)
             except Exception as exc:  # as above; the old config goes back in place
                 log.exception("config reload raised", extra=kv(stage="apply"))
                 try:
@@ -290,6 +297,7 @@ class Runtime:
             history=self.history(gate.tracker),
             uptime_window=config.uptime_window,
             base_dir=config.base_dir,
+            evidence=self.evidence.lookup(gate.tracker),
         )
 
     def history(self, tracker: str) -> History:

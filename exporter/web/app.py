@@ -17,6 +17,7 @@ from exporter.web import badges as badge_routes
 from exporter.web import statuspage
 from exporter.web.attest import attestation_handler, log_write_policy
 from exporter.web.auth import Middleware, authenticates
+from exporter.web.evidence import evidence_handler
 from exporter.web.negotiate import accepts_gzip, wants_openmetrics
 
 log = logging.getLogger("qualitygate.web")
@@ -44,6 +45,7 @@ def make_app(runtime: Runtime, *, lifecycle: bool = False,
     app.router.add_get("/api/gates", gates)
     app.router.add_get("/api/gates/{id}", gate_detail)
     app.router.add_post("/api/gates/{id}/attestations", attestation_handler(runtime))
+    app.router.add_post("/api/gates/{id}/evidence", evidence_handler(runtime))  # its own token and body bound
     app.on_startup.append(log_write_policy(authenticates(middlewares or [])))
     statuspage.add_routes(app, RUNTIME)  # GET /, /gates/{id}, /assets/*
     badge_routes.add_routes(app, RUNTIME)  # GET /badge/tracker.svg, /badge/phase/{id}.svg, /badge/gate/{id}.svg

@@ -117,7 +117,7 @@ def body_deadline(timeout: float, counts: ReadTimeouts) -> Callable[..., Awaitab
     @web.middleware
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
-        if request.body_exists:
+        if request.body_exists and not getattr(request.match_info.handler, "reads_own_body", False):
             try:
                 # cached: the handler's own read() gets the same bytes back
                 await asyncio.wait_for(request.read(), timeout if timeout > 0 else None)
