@@ -49,13 +49,17 @@ def select(config: Config, tiers: tuple[str, ...], gate_ids: tuple[str, ...]) ->
     return config.restrict(lambda g: g.id in gate_ids if gate_ids else g.tier in tiers)
 
 
-async def run_check(config: Config, concurrency: int = 32, history: History | None = None) -> CheckRun:
-    """Evaluate every gate of the config once."""
+async def run_check(config: Config, concurrency: int = 32, history: History | None = None,
+                    given: dict[str, Result] | None = None) -> CheckRun:
+    """Evaluate every gate of the config once (those in `given` are not probed: check --from)."""
     state = State()
     sem = asyncio.Semaphore(concurrency)
     sessions = Sessions()
 
     async def one(gate: Gate) -> Result:
+        if given and gate.id in given:
+            state.record(given[gate.id])
+            return given[gate.id]
         ctx = ProbeContext(gate_id=gate.id, timeout=gate.timeout, session=sessions,
                            prometheus_url=config.prometheus_url, history=history or None,
                            uptime_window=config.uptime_window, base_dir=config.base_dir)
@@ -134,13 +138,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     for config in configs:
         chosen = select(config, tiers, tuple(args.gates))
         history = store.history(config.tracker, None) if store else None
-        run = asyncio.run(run_check(chosen, args.concurrency, history))
+        given = _remote(chosen, args.from_url) if getattr(args, "from_url", None) else None
+        run = asyncio.run(run_check(chosen, args.concurrency, history, given))
         print_run(run, sys.stdout, color=sys.stdout.isatty())
         ok &= run.ok
         runs.append(run)
     if args.junit or args.markdown or args.json:
         write_check_reports(runs, args)
     return EXIT_OK if ok else EXIT_FAILING
+
+
+def _remote(config: Config, url: str) -> dict[str, Result]:
+    """check --from: manual, uptime and pushed gates as the exporter at `url` judges them."""
+    from exporter.cli.checkfrom import remote_results
+    from exporter.tracker.fetch import FetchError
+
+    try:
+        return remote_results(config, url)
+    except FetchError as exc:
+        raise UsageError(f"--from: {exc}") from None
 
 
 def write_check_reports(runs: list[CheckRun], args: argparse.Namespace) -> None:
