@@ -1,9 +1,15 @@
 """The human status page: `GET /`, `GET /gates/{id}` and their assets, rendered server-side with Jinja2.
 
+The overview scales with the tracker by listing counts first and gates only where asked for (see
+overview.py); a step's gates come from `/phases/{phase}/steps/{step}` when it is opened, and `?q=`
+searches gates by id or title. Every page and fragment carries an ETag computed from its view model
+before rendering, so a refresh of an unchanged view is a 304 with no body, and costs no render.
+
 Every string from a config or a probe reaches HTML only through Jinja2 with autoescaping on, and
 the pages carry a Content-Security-Policy that allows no inline script, so an escaping slip
 still could not run code. The page's one script (`/assets/status.js`) re-fetches the same URL
-with `?partial=1` every 10 s and swaps the content of `<main>`, so filters survive a refresh.
+with `?partial=1` every 10 s (If-None-Match) and swaps the content of `<main>` when it changed, so
+filters survive a refresh.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.resources
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +33,15 @@ from exporter.model import STATUSES
 from exporter.report.badges import percent
 from exporter.report.status import progress_status, rfc3339
 from exporter.state.attestation import format_value
-from exporter.web.filters import BadRequest, filter_links, parse_filters, url
+from exporter.web.filters import BadRequest, Filters, filter_links, parse_filters, url
 from exporter.web.humanize import ago, checks, format_in, summary, utc_text
 from exporter.web.negotiate import accepts_gzip
-from exporter.web.views import STATUS_LABELS, gate_view, tracker_view
+from exporter.web.overview import MIN_QUERY, SEARCH_LIMIT, find_step, minutes_ago, search, step_gates, tracker_overview
+from exporter.web.views import STATUS_LABELS, gate_view
 
 REFRESH_SECONDS = 10
+MAX_QUERY = 200  # characters of a search query
+_ETAG = re.compile(r'(?:W/)?"([^"]*)"')
 ASSET_TYPES = {"status.css": "text/css", "status.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 # No inline script or style at all: the page's JS and CSS are files served below /assets/.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -89,7 +99,7 @@ class StatusPage:
     # --- handlers ---
 
     async def index(self, request: web.Request) -> web.Response:
-        """The overview of one tracker, or the list of trackers when several are loaded."""
+        """The overview of one tracker (or search results), or the list of trackers when several are loaded."""
         runtime = request.app[self.key]
         try:
             filters = parse_filters(request.query)
@@ -105,10 +115,44 @@ class StatusPage:
         if config is None:
             return await self._error(request, 404, "Unknown tracker", "No tracker of that name is loaded.")
         now = time.time()
-        view = tracker_view(config, runtime.states[name], filters, now)
         keep = {"tracker": name} if request.query.get("tracker") is not None else {}
-        return await self._render(request, "index.html", "_index_main.html", t=view, filters=filters,
-                                  filter_links=filter_links(filters, keep), keep=keep, title=config.title)
+        query = request.query.get("q", "")[:MAX_QUERY]
+        common = {"filters": filters, "filter_links": filter_links(filters, keep), "keep": keep, "q": query,
+                  "fquery": _filter_query(filters, keep)}
+        if query.strip():
+            state = runtime.states[name]
+            found = search(config, query)
+            results = [gate_view(g, state.gates.get(g.id), now, clock=minutes_ago) for g in found[:SEARCH_LIMIT]]
+            return await self._render(request, "index.html", "_search_main.html", t=None, results=results,
+                                      more=len(found) > SEARCH_LIMIT, too_short=len(query.strip()) < MIN_QUERY,
+                                      min_query=MIN_QUERY, title=f"Search: {config.title}", tracker_title=config.title,
+                                      etag_key=repr((id(config), request.query_string, results)), **common)
+        view = tracker_overview(config, runtime.states[name], filters, now,
+                                all_blockers=request.query.get("blockers") == "all")
+        return await self._render(request, "index.html", "_index_main.html", t=view, title=config.title,
+                                  tracker_title=config.title,
+                                  etag_key=repr((id(config), request.query_string, view)), **common)
+
+    async def step(self, request: web.Request) -> web.Response:
+        """One step's gates: a page of its own, or with ?partial=1 the fragment the overview opens."""
+        runtime = request.app[self.key]
+        try:
+            filters = parse_filters(request.query)
+        except BadRequest as exc:
+            return await self._error(request, 400, "Bad filter", str(exc))
+        name = request.query.get("tracker")
+        if name is None and len(runtime.trackers) == 1:
+            name = next(iter(runtime.trackers))
+        config = runtime.trackers.get(name) if name is not None else None
+        found = find_step(config, request.match_info["phase"], request.match_info["step"]) if config else None
+        if config is None or found is None:
+            return await self._error(request, 404, "Unknown step", "No step of that id is configured.")
+        phase, step = found
+        gates = step_gates(step, runtime.states[config.tracker], filters, time.time())
+        keep = {"tracker": config.tracker} if request.query.get("tracker") is not None else {}
+        return await self._render(request, "step.html", "_step_main.html", phase=phase, step=step, gates=gates,
+                                  filters=filters, keep=keep, tracker_title=config.title, title=step.title,
+                                  etag_key=repr((id(config), request.query_string, gates)))
 
     async def gate(self, request: web.Request) -> web.Response:
         """One gate: details, uptime, recent evaluations and attestations."""
@@ -128,7 +172,13 @@ class StatusPage:
             return await self._error(request, 404, "Unknown gate", "No gate with that id is configured.")
         now = time.time()
         st = runtime.states[config.tracker].gates.get(gate.id)
-        view = gate_view(gate, st, now)
+        observed = None
+        if gate.kind == "uptime":
+            target = config.gate(gate.spec.gate)
+            window = gate.spec.window if gate.spec.window is not None else config.uptime_window
+            observed = (target.title if target else gate.spec.gate,
+                        runtime.states[config.tracker].gates.get(gate.spec.gate), window)
+        view = gate_view(gate, st, now, observed=observed)
         history = [{"outcome": r.outcome, "label": STATUS_LABELS[r.outcome], "started": r.started,
                     "ago": ago(r.started, now), "checks": checks(gate, r.measurements),
                     "value": summary(gate, r.measurements),
@@ -155,21 +205,31 @@ class StatusPage:
     # --- helpers ---
 
     async def _render(self, request: web.Request, page: str, fragment: str, status: int = 200,
-                      **ctx: Any) -> web.Response:
+                      etag_key: str | None = None, **ctx: Any) -> web.Response:
         ctx.setdefault("refresh_seconds", REFRESH_SECONDS if status == 200 else 0)
         ctx.update(version=__version__, asset=self.asset_url, url=url,
                    statuses=STATUSES, tiers=TIERS, status_labels=STATUS_LABELS)
         partial = request.query.get("partial") == "1"
+        headers = dict(PAGE_HEADERS, Vary="Accept-Encoding")
+        # Weak: the same view is the same page, gzipped or not. From the view model when there is one
+        # (an unchanged view is answered without rendering), else from the text.
+        if status == 200 and etag_key is not None:
+            headers["ETag"] = _etag(f"{__version__}|{page}|{partial}|{etag_key}")
+            if _matches(request.headers.get("If-None-Match", ""), headers["ETag"]):
+                return web.Response(status=304, headers=headers)
         template = self.env.get_template(fragment if partial else page)
         # The context is built afresh on the loop; rendering it in a thread keeps probes and scrapes moving.
         text = await asyncio.to_thread(template.render, **ctx)
+        if status == 200 and "ETag" not in headers:
+            headers["ETag"] = _etag(text)
+            if _matches(request.headers.get("If-None-Match", ""), headers["ETag"]):
+                return web.Response(status=304, headers=headers)
         response = web.Response(status=status, text=text, content_type="text/html", charset="utf-8",
-                                headers=PAGE_HEADERS)
+                                headers=headers)
         if accepts_gzip(request.headers.get("Accept-Encoding", "")):
             # Uptime strips repeat a lot: gzip makes the page ~10x smaller. Chosen here, not by
             # aiohttp, whose choice is a substring test that ignores `gzip;q=0`.
             response.enable_compression(web.ContentCoding.gzip)
-        response.headers["Vary"] = "Accept-Encoding"
         return response
 
     async def _error(self, request: web.Request, status: int, heading: str, message: str,
@@ -187,6 +247,27 @@ class StatusPage:
         return out
 
 
+def _etag(text: str) -> str:
+    return 'W/"' + hashlib.blake2b(text.encode(), digest_size=12).hexdigest() + '"'
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """Whether If-None-Match names this ETag (weak comparison, as RFC 9110 has it for GET)."""
+    if if_none_match.strip() == "*":
+        return True
+    return _ETAG.search(etag).group(1) in _ETAG.findall(if_none_match)  # type: ignore[union-attr]
+
+
+def _filter_query(filters: Filters, keep: dict[str, str]) -> dict[str, str]:
+    """The query a step fragment needs to show what the overview shows: tracker and filters."""
+    out = dict(keep)
+    if filters.tiers:
+        out["tier"] = ",".join(t for t in TIERS if t in filters.tiers)
+    if filters.statuses:
+        out["status"] = ",".join(s for s in STATUSES if s in filters.statuses)
+    return out
+
+
 def _attestations(runtime: Runtime, tracker: str, gate: Gate, now: float) -> list[dict[str, Any]] | None:
     """A manual gate's stored attestations, newest first; None when there is no store to ask."""
     store = runtime.store
@@ -198,8 +279,9 @@ def _attestations(runtime: Runtime, tracker: str, gate: Gate, now: float) -> lis
 
 
 def add_routes(app: web.Application, runtime_key: web.AppKey[Runtime]) -> None:
-    """Serve the status page at `/`, gate pages at `/gates/{id}` and their assets at `/assets/`."""
+    """Serve the status page at `/`, step fragments, gate pages at `/gates/{id}` and their assets at `/assets/`."""
     page = StatusPage(runtime_key)
     app.router.add_get("/", page.index)
+    app.router.add_get("/phases/{phase}/steps/{step}", page.step)
     app.router.add_get("/gates/{id}", page.gate)
     app.router.add_get("/assets/{name}", page.asset)

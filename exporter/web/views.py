@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import markupsafe
 
-from exporter.config.model import Config, Gate
-from exporter.model import ERROR, FAIL, PASS, PENDING, STATUSES
-from exporter.report.status import progress_status
-from exporter.state.memory import GateState, State
-from exporter.web.filters import Filters
+from exporter.config.durations import format_duration
+from exporter.config.model import Gate
+from exporter.model import ERROR, FAIL, PASS, PENDING
+from exporter.state.memory import GateState
 from exporter.web.humanize import DEFAULT_EXPECTATION, ago, checks, format_in, summary
 
 STATUS_LABELS = {PASS: "Pass", FAIL: "Fail", ERROR: "Error", PENDING: "Pending"}
@@ -89,8 +89,12 @@ class Strip:
             f'<span class="cell u-{c.level}" title="{markupsafe.escape(c.title)}"></span>' for c in self.cells))
 
 
-def uptime_strip(buckets: Mapping[int, Sequence[int]], now: float, cell_seconds: int, count: int, label: str) -> Strip:
-    """Sum the stored uptime buckets into `count` cells of `cell_seconds`, the last holding `now`."""
+def uptime_strip(buckets: Mapping[int, Sequence[int]], now: float, cell_seconds: int, count: int, label: str,
+                 ratio: tuple[int, int] | None = None) -> Strip:
+    """Sum the stored uptime buckets into `count` cells of `cell_seconds`, the last holding `now`.
+
+    `ratio` (passed, total) replaces the cells' sum in the text: an uptime gate's window starts at
+    `now - window`, not at a cell boundary, and the strip must say what the gate's value says."""
     first = (int(now) // cell_seconds - count + 1) * cell_seconds
     sums = [[0, 0] for _ in range(count)]
     for start, (passed, total) in buckets.items():
@@ -99,8 +103,8 @@ def uptime_strip(buckets: Mapping[int, Sequence[int]], now: float, cell_seconds:
             sums[i][0] += passed
             sums[i][1] += total
     cells = tuple(Cell(first + i * cell_seconds, cell_seconds, p, t) for i, (p, t) in enumerate(sums))
-    return Strip(label, "hour" if cell_seconds == 3600 else "day", cells,
-                 sum(p for p, _ in sums), sum(t for _, t in sums))
+    passed, total = ratio if ratio is not None else (sum(p for p, _ in sums), sum(t for _, t in sums))
+    return Strip(label, "hour" if cell_seconds == 3600 else "day", cells, passed, total)
 
 
 def strips(st: GateState | None, now: float) -> tuple[Strip, Strip]:
@@ -110,12 +114,30 @@ def strips(st: GateState | None, now: float) -> tuple[Strip, Strip]:
             uptime_strip(buckets, now, 86400, 30, "Last 30 days"))
 
 
-def gate_view(gate: Gate, st: GateState | None, now: float) -> dict[str, Any]:
-    """Everything the templates show of one gate."""
+def window_strips(observed: GateState | None, window: float, now: float, name: str) -> tuple[Strip, Strip]:
+    """An uptime gate's strips: the observed gate's last 24 hours, and its evaluations over the gate's own
+    window, with the ratio counted as the probe counts it (GateState.uptime), so the two agree."""
+    buckets = observed.buckets if observed else {}
+    ratio = observed.uptime(window, now) if observed else (0, 0)
+    if window >= 2 * 86400:
+        cell, count = 86400, min(90, math.ceil(window / 86400))
+    else:
+        cell, count = 3600, min(48, max(1, math.ceil(window / 3600)))
+    return (uptime_strip(buckets, now, 3600, 24, f"{name}, last 24 hours"),
+            uptime_strip(buckets, now, cell, count, f"{name}, last {format_duration(window)}", ratio))
+
+
+def gate_view(gate: Gate, st: GateState | None, now: float, clock: Callable[[float | None, float], str] = ago,
+              observed: tuple[str, GateState | None, float] | None = None) -> dict[str, Any]:
+    """Everything the templates show of one gate.
+
+    `observed` (title, state, window) is what an `uptime` gate counts: its strips then show that
+    gate's uptime, the number its value is, instead of how often the uptime gate itself passed."""
     r = st.result if st else None
     status = st.status if st else PENDING
     measurements = dict(r.measurements) if r else {}
-    day, month = strips(st, now)
+    day, month = window_strips(observed[1], observed[2], now, f"Uptime of {observed[0]}") if observed \
+        else strips(st, now)
     return {
         "id": gate.id,
         "title": gate.title,
@@ -132,64 +154,14 @@ def gate_view(gate: Gate, st: GateState | None, now: float) -> dict[str, Any]:
         "default_expectation": DEFAULT_EXPECTATION.get(gate.kind, ""),
         "message": r.message if r else "",
         "last_evaluation": r.started if r else None,
-        "last_evaluation_ago": ago(r.started, now) if r else "never",
+        "last_evaluation_ago": clock(r.started, now) if r else "never",
         "duration": format_in(r.duration, "ms" if r.duration < 1 else "s") if r else "—",
         "last_pass": st.last_pass if st else None,
-        "last_pass_ago": ago(st.last_pass, now) if st else "never",
+        "last_pass_ago": clock(st.last_pass, now) if st else "never",
         "since": st.since if st else None,
-        "since_ago": ago(st.since, now) if st and st.since else "",
+        "since_ago": clock(st.since, now) if st and st.since else "",
         "strips": (day, month),
+        "own_strip": strips(st, now)[1] if observed else None,
         "interval": gate.interval,
         "timeout": gate.timeout,
-    }
-
-
-def tracker_view(config: Config, state: State, filters: Filters, now: float) -> dict[str, Any]:
-    """The overview page of one tracker, with the filters applied to gates and blockers."""
-    doc = progress_status(config, state, now)
-    status_of = {g["id"]: g["status"] for g in doc["gates"]}
-    steps = {(s["phase"], s["id"]): s for s in doc["step_completion"]}
-    phases = []
-    shown = 0
-    for phase, pdoc in zip(config.phases, doc["phase_status"], strict=True):
-        step_views = []
-        for step in phase.steps:
-            gates = [gate_view(g, state.gates.get(g.id), now) for g in step.gates
-                     if filters.matches(g.tier, status_of[g.id])]
-            if filters.active and not gates:
-                continue
-            shown += len(gates)
-            sdoc = steps[(phase.id, step.id)]
-            step_views.append({"id": step.id, "title": step.title, "team": step.team, "gates": gates,
-                               "completion": sdoc["completion"], "status": sdoc["status"],
-                               "passed": sum(status_of[g.id] == PASS for g in step.gates),
-                               "total": len(step.gates)})
-        if filters.active and not step_views:
-            continue
-        phases.append({"id": phase.id, "title": phase.title, "steps": step_views,
-                       "completion": pdoc["completion"], "status": pdoc["status"],
-                       "passed": sum(status_of[g.id] == PASS for g in phase.gates), "total": len(phase.gates)})
-    blockers = []
-    for b in doc["blockers"]:
-        if filters.matches(b["tier"], b["status"]):
-            st = state.gates.get(b["gate"])
-            blockers.append({**b, "status_label": STATUS_LABELS[b["status"]],
-                             "since_ts": st.since if st else None,
-                             "since_ago": ago(st.since, now) if st and st.since else ""})
-    # Claims nobody has evidenced yet: failing, but apart from the blockers (measured failures only).
-    awaiting = [a for a in doc["awaiting_evidence"] if filters.matches(a["tier"], status_of[a["gate"]])]
-    totals = {s: sum(1 for v in status_of.values() if v == s) for s in STATUSES}
-    return {
-        "tracker": config.tracker,
-        "title": config.title,
-        "overall_completion": doc["overall_completion"],
-        "passed": totals[PASS],
-        "total": len(config.gates),
-        "totals": totals,
-        "quality_gates": doc["quality_gates"],
-        "phases": phases,
-        "blockers": blockers,
-        "awaiting": awaiting,
-        "shown": shown,
-        "generated_at": doc["generated_at"],
     }
