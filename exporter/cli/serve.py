@@ -253,11 +253,13 @@ class Server:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the exporter until SIGTERM/SIGINT; SIGHUP reloads."""
+    from exporter.engine.pushes import read_tokens
     from exporter.engine.runtime import load_configs
 
     setup_logging(args.log_level, args.log_format)
     config = ServeConfig.from_args(args)
     configs = load_configs(list(config.config_files))
+    read_tokens(configs)  # a push_tokens_file that cannot be used is a config error before anything starts
     web_options = WebOptions.load(config.web_config)
 
     async def run() -> int:
