@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import collections
-import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from exporter.model import ERROR, FAIL, OUTCOMES, PASS, PENDING, Result
+from exporter.model import ERROR, FAIL, PASS, PENDING, Result
+from exporter.state.ring import ResultRing
 
 HISTORY = 50  # recent evaluations kept per gate for /api/gates/{id}
 
@@ -26,56 +25,6 @@ def bucket_start(ts: float, now: float) -> int:
     raise AssertionError
 
 
-_CODE = {o: i for i, o in enumerate(OUTCOMES)}
-_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-
-class ResultRing:
-    """A gate's last HISTORY results, packed.
-
-    Each entry keeps its numbers in one small bytes object, the measurement names as one tuple
-    shared by every gate of a kind, and the message shared with the previous entry when it
-    repeats: about 150 bytes an entry instead of about 400 for a Result with its dict, which is
-    the difference between 70 MB and 200 MB of history at 10,000 gates. Reads (the API, the
-    status page) rebuild Results; they are rare next to appends.
-    """
-
-    __slots__ = ("_gate", "_items")
-
-    def __init__(self, maxlen: int = HISTORY) -> None:
-        self._gate = ""
-        self._items: collections.deque[tuple[int, bytes, tuple[str, ...], str]] = collections.deque(maxlen=maxlen)
-
-    def append(self, r: Result) -> None:
-        """Add a result, dropping the oldest beyond maxlen."""
-        self._gate = r.gate
-        names = tuple(r.measurements)
-        keys = _KEYS.setdefault(names, names)
-        packed = struct.pack(f"<{2 + len(keys)}d", r.started, r.duration, *r.measurements.values())
-        message = r.message
-        if self._items and self._items[-1][3] == message:
-            message = self._items[-1][3]
-        self._items.append((_CODE[r.outcome], packed, keys, message))
-
-    def _unpack(self, item: tuple[int, bytes, tuple[str, ...], str]) -> Result:
-        code, packed, keys, message = item
-        started, duration, *values = struct.unpack(f"<{2 + len(keys)}d", packed)
-        return Result(self._gate, OUTCOMES[code], started, duration, dict(zip(keys, values, strict=True)), message)
-
-    def __iter__(self) -> Iterator[Result]:
-        return (self._unpack(i) for i in self._items)
-
-    def __reversed__(self) -> Iterator[Result]:
-        return (self._unpack(i) for i in reversed(self._items))
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __getitem__(self, index: int) -> Result:
-        return self._unpack(self._items[index])
-
-
-
 @dataclass
 class GateState:
     """Mutable per-gate state, updated by the scheduler only."""
@@ -84,7 +33,7 @@ class GateState:
     last_pass: float | None = None
     since: float | None = None  # when the current status began
     counts: dict[str, int] = field(default_factory=lambda: {PASS: 0, FAIL: 0, ERROR: 0})
-    history: ResultRing = field(default_factory=ResultRing)
+    history: ResultRing = field(default_factory=lambda: ResultRing(HISTORY))
     buckets: dict[int, list[int]] = field(default_factory=dict)  # bucket start -> [passed, total]
 
     @property
