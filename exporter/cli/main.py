@@ -81,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
 
     push_arguments(sub.add_parser("push", help="push a CI report to a running exporter; exit 0 pass, 1 not, 2 error"))
 
+    from exporter.cli.report import add_arguments as report_arguments
+
+    report_arguments(sub.add_parser("report", help="what changed over a period (--since 7d), from the state file"))
+
     validate = sub.add_parser("validate", help="check config files and exit 0 or 2")
     validate.add_argument("files", nargs="+", metavar="FILE")
 
@@ -120,12 +124,19 @@ def _commands() -> dict[str, Command]:
     from exporter.cli.validate import cmd_schema, cmd_validate
 
     return {"serve": cmd_serve, "check": cmd_check, "validate": cmd_validate, "schema": cmd_schema,
-            "attest": _attest, "push": _push, "import": cmd_import, "render": cmd_render}
+            "attest": _attest, "push": _push, "import": cmd_import, "render": cmd_render, "report": _report}
 
 
 def _attest(args: argparse.Namespace) -> int:
     """Record an attestation for a manual gate (through a running exporter, or in the state file)."""
     from exporter.cli.attest import run
+
+    return run(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    """What changed over a period, from the stored history."""
+    from exporter.cli.report import run
 
     return run(args)
 

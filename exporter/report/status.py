@@ -9,6 +9,7 @@ from typing import Any
 from exporter.config.model import TIERS, Config, Gate
 from exporter.engine.evaluate import takes_evidence
 from exporter.model import ERROR, FAIL, PASS, PENDING, Evidence, finite, finite_values
+from exporter.report.target import probe_target
 from exporter.state.memory import GateState, State
 
 BLOCKING_TIERS = ("critical", "important")
@@ -60,6 +61,7 @@ def gate_json(gate: Gate, st: GateState | None) -> dict[str, Any]:
         "title": gate.title,
         "tier": gate.tier,
         "kind": gate.kind,
+        "target": probe_target(gate.kind, gate.spec),  # what the probe looks at, never a secret
         "status": st.status if st else PENDING,
         # Strict JSON: a non-finite number (from a state file written before they became errors) is null.
         "value": finite(r.value) if r else None,
