@@ -126,12 +126,12 @@ class StatusPage:
             return await self._render(request, "index.html", "_search_main.html", t=None, results=results,
                                       more=len(found) > SEARCH_LIMIT, too_short=len(query.strip()) < MIN_QUERY,
                                       min_query=MIN_QUERY, title=f"Search: {config.title}", tracker_title=config.title,
-                                      etag_key=repr((id(config), request.query_string, results)), **common)
+                                      etag_key=repr((id(config), _query_key(request), results)), **common)
         view = tracker_overview(config, runtime.states[name], filters, now,
                                 all_blockers=request.query.get("blockers") == "all")
         return await self._render(request, "index.html", "_index_main.html", t=view, title=config.title,
                                   tracker_title=config.title,
-                                  etag_key=repr((id(config), request.query_string, view)), **common)
+                                  etag_key=repr((id(config), _query_key(request), view)), **common)
 
     async def step(self, request: web.Request) -> web.Response:
         """One step's gates: a page of its own, or with ?partial=1 the fragment the overview opens."""
@@ -152,7 +152,7 @@ class StatusPage:
         keep = {"tracker": config.tracker} if request.query.get("tracker") is not None else {}
         return await self._render(request, "step.html", "_step_main.html", phase=phase, step=step, gates=gates,
                                   filters=filters, keep=keep, tracker_title=config.title, title=step.title,
-                                  etag_key=repr((id(config), request.query_string, gates)))
+                                  etag_key=repr((id(config), _query_key(request), gates)))
 
     async def gate(self, request: web.Request) -> web.Response:
         """One gate: details, uptime, recent evaluations and attestations."""
@@ -215,6 +215,8 @@ class StatusPage:
         # (an unchanged view is answered without rendering), else from the text.
         if status == 200 and etag_key is not None:
             headers["ETag"] = _etag(f"{__version__}|{page}|{partial}|{etag_key}")
+            # The page tells its script the ETag its first refresh (the fragment) would have: no resend.
+            ctx["partial_etag"] = _etag(f"{__version__}|{page}|True|{etag_key}")
             if _matches(request.headers.get("If-None-Match", ""), headers["ETag"]):
                 return web.Response(status=304, headers=headers)
         template = self.env.get_template(fragment if partial else page)
@@ -245,6 +247,11 @@ class StatusPage:
             out.append({"name": name, "title": config.title, "completion": doc["overall_completion"],
                         "counts": counts, "total": len(config.gates), "blockers": len(doc["blockers"])})
         return out
+
+
+def _query_key(request: web.Request) -> str:
+    """The query as part of an ETag: the page and its fragment (?partial=1) share it."""
+    return repr(sorted((k, v) for k, v in request.query.items() if k != "partial"))
 
 
 def _etag(text: str) -> str:
