@@ -374,3 +374,34 @@ def test_a_redos_value_regex_does_not_hold_up_a_healthy_gate(serve, write_config
     assert seen.get(("healthy", "pass"), 0) >= 4 and seen.get(("hostile", "pass"), 0) == 0
     lag = sample(parse_metrics(served.get("/metrics")[1]), "qualitygate_scheduler_lag_seconds")
     assert lag is not None and lag < 1.0
+
+
+@pytest.mark.parametrize(("pattern", "reason"), [
+    (r"([0-9]+) passed, \1 total", r"backreferences (\1, (?P=name)) are not supported"),
+    ("coverage: (?=[0-9])([0-9]+)", "lookahead and lookbehind ((?=...), (?<=...)) are not supported"),
+    ("(?<!no )coverage ([0-9]+)", "negative lookahead and lookbehind ((?!...), (?<!...)) are not supported"),
+    ("(?>a+)b", "atomic groups (?>...) are not supported"),
+])
+def test_a_pattern_re2_cannot_run_is_a_config_error_at_its_line(tmp_path: Path, pattern: str, reason: str):
+    from exporter.config.fields import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        parse_gate(tmp_path, f"""
+            - id: c
+              command:
+                shell: "echo 1"
+                value_regex: '{pattern}'
+        """)
+    (issue,) = caught.value.issues
+    key = "phases[0].steps[0].gates[0].command.value_regex"
+    assert str(issue) == (f"{tmp_path / 'gates.yml'}:10: {key}: invalid regular expression {pattern!r}: {reason} "
+                          "(patterns run on RE2: linear time, no backtracking)")
+
+
+def test_patterns_are_compiled_once_at_load(tmp_path: Path):
+    gate = parse_gate(tmp_path, """
+        - id: c
+          command: {shell: "echo 1", value_regex: 'v=(\\d+)'}
+    """)
+    assert gate.spec.value_regex == r"v=(\d+)"
+    assert gate.spec.value_regex.compiled.groups == 1  # the RE2 program, built by the loader

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import functools
 import json
+import math
 import random
 import ssl
 import types
@@ -17,6 +18,7 @@ import trustme
 from aiohttp import web
 
 from conftest import free_port
+from exporter.engine.evaluate import evaluate
 from exporter.probes import ProbeError, regex
 from exporter.probes import http as http_probe
 from exporter.probes.http import MAX_BODY, BasicAuthSpec, HTTPSpec, TLSSpec, new_session
@@ -89,7 +91,11 @@ def make_app(seen: list[tuple[str, int]]) -> web.Application:
     async def huge_text(request: web.Request) -> web.Response:
         return web.Response(body=big_ab_text())
 
+    async def not_finite(request: web.Request) -> web.Response:
+        return web.Response(text='{"nan": NaN, "inf": Infinity, "text": "-inf"}', content_type="application/json")
+
     app = web.Application()
+    app.router.add_get("/not-finite", not_finite)
     app.router.add_get("/bomb", bomb)
     app.router.add_get("/gz", gz)
     app.router.add_get("/huge-text", huge_text)
@@ -194,6 +200,19 @@ async def test_json_path_number_bool_and_numeric_string(target):
         m = await run_probe("http", HTTPSpec(url=url(target, "/data"), json_path=path))
         assert m.ok and m.value == want, path
         assert m.values["status"] == 200
+
+
+@pytest.mark.parametrize(("path", "shown"), [("$.nan", "NaN"), ("$.inf", "+Inf"), ("$.text", "-Inf")])
+async def test_json_path_nan_or_infinity_is_an_error_outcome(target, tmp_path: Path, path: str, shown: str):
+    m = await run_probe("http", HTTPSpec(url=url(target, "/not-finite"), json_path=path))
+    assert not math.isfinite(m.value)  # the real float reaches the engine, which refuses it
+    gate = parse_gate(tmp_path, f"""
+        - id: api
+          http: {{url: "{url(target, '/not-finite')}", json_path: "{path}"}}
+          expect: "!= 0"
+    """)
+    result = await evaluate(gate, make_ctx())
+    assert result.outcome == "error" and result.message == f"measured {shown}: no measurement"
 
 
 async def test_json_path_missing_or_not_a_number_is_an_error(target):
