@@ -32,7 +32,7 @@ STAGES: dict[str, int] = {
     "exporter.config": 1, "exporter.config.fields": 1, "exporter.config.durations": 1,
     "exporter.config.expect": 1, "exporter.config.yamlload": 1,
     "exporter.probes": 2,
-    "exporter.config.model": 3, "exporter.config.jsonschema": 3,
+    "exporter.config.model": 3, "exporter.config.jsonschema": 3, "exporter.config.units": 3,
     "exporter.state": 4,
     "exporter.engine": 5,
     "exporter.exposition": 6,

@@ -72,7 +72,7 @@ async def test_fresh_attestation_meeting_expect_passes(store) -> None:
 async def test_fresh_attestation_below_expect_fails(store) -> None:
     store.attest("m", "security-audit", Attestation(0.0, NOW - 60, "alice")).result(10)
     r = await run("security-audit", store.history("m", None))
-    assert r.outcome == "fail" and "does not satisfy" in r.message
+    assert r.outcome == "fail" and " is below " in r.message
 
 
 async def test_stale_attestation_fails(store) -> None:

@@ -101,7 +101,7 @@ async def test_coverage_gate_from_config_with_expect(tmp_path: Path):
     """)
     assert gate.spec.path == str(tmp_path / "coverage.xml")
     result = await evaluate(gate, make_ctx(base_dir=str(tmp_path)))
-    assert result.outcome == "fail" and result.message == "value 0.85 does not satisfy '>= 90%'"
+    assert result.outcome == "fail" and result.message == "coverage 85 % is below 90 %"
     (tmp_path / "coverage.xml").unlink()
     result = await evaluate(gate, make_ctx(base_dir=str(tmp_path)))
     assert result.outcome == "error" and result.message == "coverage.xml: no such file"

@@ -52,7 +52,7 @@ async def test_count_weighted_not_time_weighted() -> None:
     r = await run("api-uptime", state)
     assert r.value == pytest.approx(10 / 100)  # time-weighted would be about 0.92
     assert r.outcome == "fail"
-    assert "does not satisfy" in r.message
+    assert r.message == "uptime 10 % is below 90 %"
 
 
 async def test_window_excludes_older_evaluations_and_defaults_to_uptime_window() -> None:
@@ -126,7 +126,7 @@ def test_uptime_through_a_real_serve_with_stored_history(tmp_path: Path, write_c
     assert sample(m, "gate_uptime_ratio", gate="api") == pytest.approx(0.25)
     assert sample(m, "gate_objective_ratio", gate="api") == pytest.approx(0.999)
     detail = json.loads(s.get("/api/gates/api-uptime")[1])
-    assert "does not satisfy" in detail["message"]
+    assert detail["message"].startswith("uptime 25 % is below 99.9 %")
     s.stop()
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone() == ("ok",)
 

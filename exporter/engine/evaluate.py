@@ -9,8 +9,8 @@ import math
 import time
 
 from exporter.config.durations import format_duration
-from exporter.config.expect import format_number
 from exporter.config.model import Gate
+from exporter.config.units import gate_sentence
 from exporter.log import kv
 from exporter.model import ERROR, FAIL, PASS, PROBE, Evidence, Result
 from exporter.probes import KINDS, Measurement, ProbeContext, ProbeError
@@ -112,5 +112,5 @@ def judge(gate: Gate, m: Measurement) -> tuple[str, str]:
         if value is None:
             return ERROR, f"no {cond.measurement} was measured for {cond.text!r}"
         if not cond.holds(value):
-            return FAIL, f"{cond.measurement} {format_number(value)} does not satisfy {cond.text!r}"
+            return FAIL, gate_sentence(gate, cond, value)  # `coverage 71.4 % is below 85 %`: one formatter
     return PASS, m.message

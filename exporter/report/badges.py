@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 from xml.sax.saxutils import escape
 
+from exporter.config import units
+
 COLORS = {
     "brightgreen": "#4c1", "green": "#97ca00", "yellowgreen": "#a4a61d", "yellow": "#dfb317",
     "orange": "#fe7d37", "red": "#e05d44", "blue": "#007ec6", "lightgrey": "#9f9f9f", "grey": "#555",
@@ -102,12 +104,8 @@ def status_color(status: str) -> str:
 
 
 def percent(ratio: float, decimals: int = 1) -> str:
-    """A completion ratio as a percentage with at most `decimals` decimals, cut rather than
-    rounded: 199 of 200 gates is "99.5%" or "99%", never "100%" (badges, reports, trackers and the
-    status page all use this). The inner round() keeps 0.29 * 100 = 28.999... from becoming 28."""
-    scale = 10**decimals
-    value = math.floor(round(float(ratio) * 100 * scale, 6)) / scale
-    return f"{value:.0f}%" if value == int(value) else f"{value:.{decimals}f}%"
+    """A completion ratio as a percentage (badges, reports, trackers, the status page): see units.percent."""
+    return units.percent(ratio, decimals)
 
 
 # --- badges of a status document (the HTTP routes call these; None means 404) -----------------

@@ -6,15 +6,13 @@ Pure functions of a gate and its measurements: no HTTP, no templates.
 from __future__ import annotations
 
 import datetime
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from exporter.config.expect import UNITS, Condition, format_number
+from exporter.config.expect import Condition
 from exporter.config.model import Gate
+from exporter.config.units import display_unit, gate_sentence, measurement_kind, pair, show
 
-TIME_MEASUREMENTS = frozenset({"response_time", "duration", "connect_time", "age"})
-COUNT_MEASUREMENTS = frozenset({"status", "exit_code", "tests", "failures", "errors", "skipped"})
 DEFAULT_EXPECTATION = {
     "http": "a valid status code",
     "tcp": "a connection",
@@ -23,29 +21,6 @@ DEFAULT_EXPECTATION = {
     "file": "the file to exist",
     "manual": "a fresh attestation",
 }
-_UNIT_NAMES = {"%": "%", "ms": "ms", "s": "s", "m": "min", "h": "h", "d": "d"}
-
-
-def measurement_kind(gate: Gate, measurement: str) -> str:
-    """time | ratio | bytes | count | number: how a measurement of this gate is best shown."""
-    if measurement == "value":
-        if gate.kind in ("coverage", "junit", "uptime"):
-            return "ratio"
-        if gate.kind in ("tcp", "file"):
-            return "time"
-        if gate.kind == "http":
-            spec = gate.spec
-            return "number" if getattr(spec, "json_path", None) or getattr(spec, "body_regex", None) else "time"
-        if gate.kind == "command":
-            return "number" if getattr(gate.spec, "value_regex", None) else "count"
-        return "number"
-    if measurement in TIME_MEASUREMENTS:
-        return "time"
-    if measurement == "size":
-        return "bytes"
-    if measurement in COUNT_MEASUREMENTS:
-        return "count"
-    return "number"
 
 
 def written_unit(cond: Condition) -> str | None:
@@ -53,76 +28,29 @@ def written_unit(cond: Condition) -> str | None:
     return cond.unit or None
 
 
-def display_unit(kind: str, written: str | None, scale: float | None) -> str | None:
-    """The unit to show a value in: as written in expect, else chosen from the measurement."""
-    if written:
-        return written
-    if kind == "ratio":
-        return "%"
-    if kind == "time":
-        s = abs(scale) if scale is not None else 0.0
-        for limit, unit in ((1, "ms"), (120, "s"), (7200, "m"), (172800, "h")):
-            if s < limit:
-                return unit
-        return "d"
-    if kind == "bytes":
-        return "bytes"
-    return None
-
-
 def format_in(value: float, unit: str | None, exact: bool = False) -> str:
-    """A number in a unit: `85.0 %`, `212 ms`, `1.5 MiB`; `exact` renders thresholds as written."""
-    if not math.isfinite(value):
-        return str(value)
-    if unit == "bytes":
-        return _bytes(value)
-    if unit in UNITS:
-        scaled = value / UNITS[unit]
-        if exact:
-            text = format_number(round(scaled, 9))
-        elif unit == "%":
-            text = f"{scaled:.1f}"
-        else:
-            text = _fixed(scaled)
-        return f"{text} {_UNIT_NAMES[unit]}"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return format_number(value) if exact else _fixed(value)
-
-
-def _fixed(v: float) -> str:
-    a = abs(v)
-    if a >= 1e6:
-        return f"{v:.4g}"
-    digits = 0 if a >= 100 else 1 if a >= 10 else 2 if a >= 1 else 3
-    return f"{v:.{digits}f}"
-
-
-def _bytes(v: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if abs(v) < 1024 or unit == "GiB":
-            return f"{int(v)} bytes" if unit == "bytes" else f"{_fixed(v)} {unit}"
-        v /= 1024
-    raise AssertionError
+    """A number in a unit (exporter.config.units.show, the one formatter): `85 %`, `212 ms`, `1.5 MiB`."""
+    return show(value, unit, exact)
 
 
 @dataclass(frozen=True)
 class Check:
-    """One expect condition against what was measured: `212 ms < 500 ms`."""
+    """One expect condition against what was measured: `response_time 212 ms is below 500 ms`."""
 
     measurement: str
     shown: str | None  # the measured value in the condition's unit; None when not measured
     op: str
     target: str
     met: bool | None  # None when nothing was measured
+    sentence: str = ""  # the formatter's sentence (exporter.config.units), as every other output says it
 
     @property
     def text(self) -> str:
-        """The whole check as one line: `status 200 == 200`, `85.0 % >= 85 %`, or `expects > 1`."""
-        name = "" if self.measurement == "value" else self.measurement + " "
+        """The whole check as one line: `coverage 85 % is at least 85 %`, or `expects >= 85 %`."""
         if self.shown is None:
+            name = "" if self.measurement == "value" else self.measurement + " "
             return f"expects {name}{self.op} {self.target}"
-        return f"{name}{self.shown} {self.op} {self.target}"
+        return self.sentence
 
 
 def checks(gate: Gate, measurements: Mapping[str, float]) -> list[Check]:
@@ -130,13 +58,13 @@ def checks(gate: Gate, measurements: Mapping[str, float]) -> list[Check]:
     out = []
     for cond in gate.expect:
         kind = measurement_kind(gate, cond.measurement)
-        unit = display_unit(kind, written_unit(cond), cond.threshold)
         got = measurements.get(cond.measurement)
-        value_unit = unit
-        if got is not None and kind == "time" and unit in UNITS and 0 < abs(got) / UNITS[unit] < 1:
-            value_unit = display_unit(kind, None, got)  # `12.0 h < 1 d` reads better than `0.500 d`
-        out.append(Check(cond.measurement, format_in(got, value_unit) if got is not None else None, cond.op,
-                         format_in(cond.threshold, unit, exact=True), cond.holds(got) if got is not None else None))
+        if got is None:
+            target = show(cond.threshold, display_unit(kind, written_unit(cond), cond.threshold), exact=True)
+            out.append(Check(cond.measurement, None, cond.op, target, None))
+            continue
+        shown, target = pair(kind, cond, got)
+        out.append(Check(cond.measurement, shown, cond.op, target, cond.holds(got), gate_sentence(gate, cond, got)))
     return out
 
 
