@@ -531,3 +531,54 @@ def test_page_assets_and_refresh_sit_behind_basic_auth(browser: Any, tmp_path: P
             context.close()
     finally:
         served.stop()
+
+
+_CHART_JS = """
+() => {
+  const svg = document.querySelector('section.chart svg.qg-chart');
+  if (!svg) return null;
+  const rgb = s => s.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const bg = lum(rgb(getComputedStyle(document.documentElement).backgroundColor));
+  const lines = [...svg.querySelectorAll('g.series')].map(g => {
+    const path = g.querySelector('path');
+    const c = lum(rgb(getComputedStyle(path || g).stroke || getComputedStyle(g).color));
+    const box = path ? path.getBBox() : {width: 0, height: 0};
+    return {series: g.dataset.series, points: g.querySelectorAll('circle').length, width: box.width,
+            contrast: (Math.max(c, bg) + 0.05) / (Math.min(c, bg) + 0.05)};
+  });
+  const r = svg.getBoundingClientRect();
+  return {width: r.width, height: r.height, title: svg.querySelector('title').textContent,
+          desc: svg.querySelector('desc').textContent, lines};
+}
+"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_completion_chart_is_drawn_from_stored_history_in_both_themes(stack: Stack, tab: Tab, scheme: str,
+                                                                       tmp_path: Path) -> None:
+    page = tab.page
+    page.emulate_media(color_scheme=scheme)
+    tab.goto(stack.url("/?tracker=demo"))
+    got = page.evaluate(_CHART_JS)
+    assert got is not None, "no completion chart on the overview"
+    assert got["width"] > 300 and got["height"] > 100
+    assert got["title"] == "Completion of Comprehensive Enhancement Plan, the last 30 days"
+    assert got["desc"].startswith("Daily completion from ")
+    lines = {line["series"]: line for line in got["lines"]}
+    assert set(lines) == {"tracker", "core", "quality"}
+    # The seeded buckets span days 29..2 ago and the last two days: a point for each day with evaluations.
+    assert lines["tracker"]["points"] >= 28 and lines["tracker"]["width"] > 250
+    # Graphics need 3:1 against the page (WCAG 1.4.11), in the light and the dark theme.
+    low = {k: round(v["contrast"], 2) for k, v in lines.items() if v["contrast"] < 3}
+    assert low == {}, f"chart lines below 3:1 in {scheme} theme: {low}"
+    # The text alternative: the same numbers in a table, and now.
+    page.locator("details.chart-table > summary").click()
+    table = page.get_by_role("table", name="Daily completion, last 7 days, and now")
+    assert table.is_visible() and "now" in table.locator("thead").inner_text()
+    assert "Comprehensive Enhancement Plan" in table.locator("tbody").inner_text()
+    page.locator("section.chart").screenshot(path=str(tmp_path / f"chart-{scheme}.png"))
+    assert tab.problems == []  # a style attribute refused by the CSP would show up here

@@ -33,6 +33,7 @@ from exporter.model import STATUSES
 from exporter.report.badges import percent
 from exporter.report.status import progress_status, rfc3339
 from exporter.state.attestation import format_value
+from exporter.web.chartblock import ChartCache
 from exporter.web.filters import BadRequest, Filters, filter_links, parse_filters, url
 from exporter.web.humanize import ago, checks, format_in, summary, utc_text
 from exporter.web.negotiate import accepts_gzip
@@ -91,6 +92,7 @@ class StatusPage:
         self.key = runtime_key
         self.env = make_environment()
         self.assets = load_assets()
+        self.charts = ChartCache()  # the overview's completion chart, rebuilt at most every 5 minutes
 
     def asset_url(self, name: str) -> str:
         """An asset's URL, versioned by its content so it can be cached for long."""
@@ -129,9 +131,10 @@ class StatusPage:
                                       etag_key=repr((id(config), _query_key(request), results)), **common)
         view = tracker_overview(config, runtime.states[name], filters, now,
                                 all_blockers=request.query.get("blockers") == "all")
+        chart = await self.charts.get(config, runtime.states[name], now)
         return await self._render(request, "index.html", "_index_main.html", t=view, title=config.title,
-                                  tracker_title=config.title,
-                                  etag_key=repr((id(config), _query_key(request), view)), **common)
+                                  tracker_title=config.title, chart=chart,
+                                  etag_key=repr((id(config), _query_key(request), view, chart.key)), **common)
 
     async def step(self, request: web.Request) -> web.Response:
         """One step's gates: a page of its own, or with ?partial=1 the fragment the overview opens."""
