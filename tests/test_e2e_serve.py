@@ -201,7 +201,7 @@ def test_check_and_validate_exit_codes(tmp_path: Path, target: int, prometheus):
     assert ok.returncode == 0, ok.stdout + ok.stderr
     lines = ok.stdout.splitlines()
     assert lines[0].startswith("PASS  critical    http-health")
-    assert "value=0.97 expect >= 95% and status == 200" in lines[0]
+    assert "value 97 % is at least 95 %; status 200 is 200" in lines[0]  # the one formatter's pass form
     assert lines[-1] == "e2e: 3/3 gates passed, 0 failed, 0 errors"
     bad = run_cli("check", "--config.file", str(config))
     assert bad.returncode == 1

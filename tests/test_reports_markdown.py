@@ -31,12 +31,12 @@ def test_markdown_table():
     assert all(len(re.findall(r"(?<!\\)\|", r)) == 8 for r in rows)  # seven cells per row
 
 
-def test_markdown_percentage_never_rounds_up_to_100():
+def test_markdown_percentage_never_rounds_up_to_100():  # and has one decimal: 2 of 3 is 66.7%
     status = small_status()
     gate = status["gates"][0]
     status["gates"] = [dict(gate, id=f"g{i}", status="pass") for i in range(199)]
     status["gates"].append(dict(gate, id="last", status="fail"))
-    assert markdown_table(status).startswith("### ❌ Quality gates: Demo & Co: 199 of 200 passed (99%)")
+    assert markdown_table(status).startswith("### ❌ Quality gates: Demo & Co: 199 of 200 passed (99.5%)")
 
 
 def test_markdown_all_passing_and_truncation(monkeypatch):

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from exporter.cli.common import EXIT_FAILING, EXIT_OK, UsageError, check_output, open_store, os_reason
+from exporter.config import units
 from exporter.config.durations import format_duration
-from exporter.config.expect import format_number
 from exporter.config.model import TIERS, Config, Gate
 from exporter.engine.evaluate import evaluate
 from exporter.log import setup as setup_logging
@@ -81,13 +81,19 @@ async def run_check(config: Config, concurrency: int = 32, history: History | No
 
 
 def describe(gate: Gate, result: Result) -> str:
-    """Measured value against the expectation, in the gate's own words."""
-    parts = []
+    """What was measured against the expectation, in the formatter's words (exporter.config.units).
+
+    A failure's message already is that sentence (`coverage 71.4 % is below 85 %`); a pass says
+    each condition in its pass form; a gate judged by its kind's default shows its value.
+    """
+    if result.outcome != PASS and result.message:
+        return result.message
+    said = units.verdict(gate, result.measurements) if result.outcome == PASS else ""
+    if said:
+        return said
     if result.value is not None:
-        parts.append(f"value={format_number(result.value)}")
-    if gate.expect:
-        parts.append("expect " + " and ".join(gate.expect_text))
-    return " ".join(parts)
+        return f"{units.name_of(gate.kind, 'value')} {units.value_text(gate, result.value)}"
+    return "expect " + " and ".join(gate.expect_text) if gate.expect else ""
 
 
 def print_run(run: CheckRun, out: TextIO, color: bool = False) -> None:
@@ -100,9 +106,7 @@ def print_run(run: CheckRun, out: TextIO, color: bool = False) -> None:
         assert gate is not None
         word = f"{paint.get(result.outcome, '')}{result.outcome.upper():<5}{reset}"
         ms = f"{result.duration * 1000:.0f}ms" if result.duration < 10 else format_duration(round(result.duration))
-        detail = describe(gate, result)
-        msg = f"  ({result.message})" if result.message and result.outcome != PASS else ""
-        out.write(f"{word} {gate.tier:<11} {gate.id:<{width}}  {detail}{msg}  [{ms}]\n")
+        out.write(f"{word} {gate.tier:<11} {gate.id:<{width}}  {describe(gate, result)}  [{ms}]\n")
     counts = {o: sum(r.outcome == o for r in run.results) for o in ("pass", "fail", "error")}
     total = len(run.results)
     out.write(f"\n{run.config.tracker}: {counts['pass']}/{total} gates passed, {counts['fail']} failed, "

@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.config.expect import format_number
+from exporter.config import units
 from exporter.report.badges import XML_BAD, percent
 
 log = logging.getLogger("qualitygate.reports")
@@ -114,9 +114,9 @@ def _message(g: Mapping[str, Any]) -> str:
     if g.get("message"):
         return str(g["message"])
     expect = " and ".join(str(e) for e in g.get("expect") or [])
-    value = _value(g.get("value"))
+    value = _value(g)
     if value and expect:
-        return f"value {value} does not meet {expect}"
+        return f"value {value}, expect {expect}"
     return str(g.get("status", ""))
 
 
@@ -124,7 +124,7 @@ def _details(g: Mapping[str, Any]) -> str:
     lines = [f"gate: {g.get('id', '')} ({g.get('title', '')})", f"tier: {g.get('tier', '')}",
              f"status: {g.get('status', '')}"]
     if g.get("value") is not None:
-        lines.append(f"value: {_value(g.get('value'))}")
+        lines.append(f"value: {_value(g)}")
     if g.get("expect"):
         lines.append("expect: " + " and ".join(str(e) for e in g["expect"]))
     for key in ("message", "last_evaluation", "last_pass"):
@@ -133,13 +133,9 @@ def _details(g: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _value(value: Any) -> str:
-    if value is None:
-        return ""
-    try:
-        return format_number(float(value))
-    except (TypeError, ValueError):
-        return str(value)
+def _value(g: Mapping[str, Any]) -> str:
+    """The gate's value in human units (the one formatter); the JSON report keeps it in base units."""
+    return units.document_value(g)
 
 
 def _xml(text: str) -> str:
@@ -166,7 +162,7 @@ def _markdown_one(doc: Mapping[str, Any]) -> str:
     total = len(gates)
     ok = passed == total
     title = _cell(str(doc.get("title") or doc.get("tracker") or "tracker"))
-    pct = percent(passed / total, 0) if total else "n/a"
+    pct = percent(passed / total) if total else "n/a"
     out = [f"### {'✅' if ok else '❌'} Quality gates: {title}: {passed} of {total} passed ({pct})", ""]
     out += ["| Tier | ✅ Pass | ❌ Fail | ⚠️ Error | ⏳ Pending | Total |", "|---|---:|---:|---:|---:|---:|"]
     q = doc.get("quality_gates") or {}
@@ -200,7 +196,7 @@ def _row(g: Mapping[str, Any]) -> str:
     expect = ", ".join(_cell(str(e)) for e in g.get("expect") or [])
     where = f"{_cell(str(g.get('phase', '')))} / {_cell(str(g.get('step', '')))}"
     return (f"| {_ICON.get(status, '')} {status} | {gate} | {_cell(str(g.get('tier', '')))} | {where} | "
-            f"{_cell(_value(g.get('value')))} | {expect} | {_cell(_one_line(str(g.get('message') or ''), 200))} |")
+            f"{_cell(_value(g))} | {expect} | {_cell(_one_line(str(g.get('message') or ''), 200))} |")
 
 
 def _cell(text: str) -> str:
