@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.parse
@@ -235,3 +237,25 @@ def test_pushes_racing_reloads_lose_nothing_acknowledged(serve, tracker, tmp_pat
     if acknowledged:  # the gate is push-sourced again and judged on the last acknowledged push
         last = max((doc for status, doc in answers if status == 202), key=lambda d: d["received_at"])
         wait_for(lambda: sample(metrics(s), "gate_value", gate="cov") == last["value"], what="last push back")
+
+
+def test_a_real_bandit_sarif_push_fails_with_the_parser_words(serve, tmp_path, write_config):
+    (tmp_path / "tokens").write_text("tok-a\n")
+    config = write_config(one_step_tracker("""
+        - id: scan
+          sarif: {push: {max_age: 1d}, level: warning}
+        """, push_tokens_file="tokens"))
+    reports = {}
+    for name in ("finding", "clean"):
+        out = tmp_path / f"{name}.sarif"
+        source = TESTDATA / "reports" / "sarif" / f"{name}.py"
+        subprocess.run([sys.executable, "-m", "bandit", "-q", "-f", "sarif", "-o", str(out), str(source)],
+                       capture_output=True, timeout=120)
+        reports[name] = out.read_bytes()
+    s = serve(config)
+    status, doc, _ = post(evidence_url(s, "scan"), reports["finding"])
+    assert status == 202 and doc["status"] == "fail" and doc["value"] >= 1, doc
+    wait_for(lambda: json.loads(s.get("/api/gates/scan")[1])["message"] == doc["message"], what="the gate's words")
+    status, doc, _ = post(evidence_url(s, "scan"), reports["clean"])
+    assert status == 202 and doc["status"] == "pass" and doc["value"] == 0, doc
+    wait_for(lambda: sample(metrics(s), "gate_passed", gate="scan") == 1.0, what="clean scan passes")

@@ -108,7 +108,8 @@ def describe(gate: str, doc: Mapping[str, Any]) -> str:
     """The judgement: status, gate and measured values in the units of the gate's expect, then why."""
     status = str(doc.get("status", "?"))
     expect = [str(e) for e in doc.get("expect") or [] if isinstance(e, str)]
-    values = doc.get("measurements") if isinstance(doc.get("measurements"), Mapping) else {}
+    got = doc.get("measurements")
+    values: Mapping[str, Any] = got if isinstance(got, Mapping) else {}
     line = f"{status.upper()} {doc.get('tracker', '')}/{gate}".replace(" /", " ")
     shown = [f"{k} {human(k, v, expect)}" for k, v in values.items() if isinstance(v, (int, float)) and
              not isinstance(v, bool) and k in ("value", "delta", "tests", "failures", "errors", "warnings")]

@@ -58,6 +58,7 @@ class Run:
     pushes: tuple[Push, ...]
     measurement: Measurement
     baseline: float | None  # `value` of the run that counted before this one
+    kind: str = ""  # the probe kind that measured it
 
     @property
     def value(self) -> float | None:
@@ -127,7 +128,9 @@ class Evidence:
                     continue
                 key = (config.tracker, gate.id)
                 run = self._runs.get(key)
-                if run is None and stored is not None:
+                if run is not None and run.kind != gate.kind:
+                    run = restored_run(gate, run.pushes)  # a reload changed the kind: measure the run its way
+                elif stored is not None:
                     run = restored_run(gate, stored(config.tracker, gate.id))
                 if run is not None:
                     keep[key] = run
@@ -198,8 +201,10 @@ class Evidence:
         outcome, message = judge(gate, Measurement(values, ok=m.ok, message=m.message))
         return Judged(counts, outcome, message, values, delta, parsed)
 
-    def accept(self, tracker: str, gate: Gate, push: Push) -> None:
-        """Keep a push once stored: a counting one becomes (part of) the gate's run."""
+    def accept(self, tracker: str, gate: Gate, push: Push, parsed: Measurement | None = None) -> None:
+        """Keep a push once stored: a counting one becomes (part of) the gate's run.
+
+        `parsed` is the report's own Measurement (its message; a stored push keeps only numbers)."""
         key = (tracker, gate.id)
         if not push.counts:
             if push.run_id:
@@ -213,8 +218,8 @@ class Evidence:
             pushes, baseline = distinct((push, *current.pushes)), current.baseline
         else:
             pushes, baseline = (push,), current.value if current is not None else None
-        m = run_of(gate.kind, [measurement_of(p) for p in pushes])
-        self._runs[key] = Run(pushes, m, baseline)
+        m = run_of(gate.kind, [parsed or measurement_of(push), *(measurement_of(p) for p in pushes[1:])])
+        self._runs[key] = Run(pushes, m, baseline, gate.kind)
 
 
 def restored_run(gate: Gate, pushes: tuple[Push, ...]) -> Run | None:
@@ -225,7 +230,7 @@ def restored_run(gate: Gate, pushes: tuple[Push, ...]) -> Run | None:
     m = run_of(gate.kind, [measurement_of(p) for p in pushes])
     delta = pushes[0].measurements.get("delta")
     baseline = m.value - delta if delta is not None and m.value is not None else None
-    return Run(pushes, m, baseline)
+    return Run(pushes, m, baseline, gate.kind)
 
 
 # --- push tokens ----------------------------------------------------------------------------------

@@ -226,7 +226,7 @@ async def _accept(runtime: Runtime, request: web.Request, parsing: asyncio.Semap
     push = Push(push.received_at, push.sha256, push.size, stored_measurements(parsed, judged.delta),
                 judged.counts, push.commit, push.branch, push.run_url, push.run_id, push.body)
     persisted = await _store(runtime, config, gate, push)
-    runtime.evidence.accept(config.tracker, gate, push)
+    runtime.evidence.accept(config.tracker, gate, push, parsed)
     reevaluating = judged.counts and runtime.scheduler is not None and runtime.scheduler.trigger(config.tracker,
                                                                                                    gate.id)
     log.info("push accepted", extra=kv(tracker=config.tracker, gate=gate.id, status=judged.outcome,
