@@ -582,3 +582,30 @@ def test_completion_chart_is_drawn_from_stored_history_in_both_themes(stack: Sta
     assert "Comprehensive Enhancement Plan" in table.locator("tbody").inner_text()
     page.locator("section.chart").screenshot(path=str(tmp_path / f"chart-{scheme}.png"))
     assert tab.problems == []  # a style attribute refused by the CSP would show up here
+
+
+def test_gate_page_names_the_probe_target_and_the_evidence(stack: Stack, tab: Tab) -> None:
+    page = tab.page
+    tab.goto(stack.url("/gates/api-health?tracker=demo"))
+    target = page.locator("dl.details code.target").inner_text()
+    assert target.startswith("GET http://127.0.0.1:") and target.endswith("/health")
+    evidence = page.locator("dd.evidence[data-evidence=probe]").inner_text()
+    assert evidence.startswith("measured by the probe ")
+    status, body = stack.served.get("/api/gates/api-health?tracker=demo")
+    doc = json.loads(body)
+    assert status == 200 and doc["target"] == {"url": target.removeprefix("GET ")}
+    assert doc["evidence"]["kind"] == "probe" and doc["evidence"]["at"] == doc["last_evaluation"]
+    tab.goto(stack.url("/gates/perf-p95?tracker=demo"))
+    assert page.locator("code.target").inner_text() == "perf.json, at $.p95"  # relative to the config
+    req = urllib.request.Request(stack.url("/api/gates/security-review/attestations?tracker=demo"),
+                                 data=json.dumps({"value": 1, "by": "bob", "note": "<i>audit</i> #7"}).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 201
+    wait_for(lambda: (next(g for g in stack.api("demo")["gates"] if g["id"] == "security-review")["evidence"]
+                      or {}).get("by") == "bob", timeout=30, what="the attestation as evidence")
+    tab.goto(stack.url("/gates/security-review?tracker=demo"))
+    assert page.locator("code.target").inner_text() == "an attestation, valid 30d"
+    text = page.locator("dd.evidence[data-evidence=attestation]").inner_text()
+    assert text.startswith("attested by bob ") and ": <i>audit</i> #7; expires in 29 d" in text
+    assert tab.problems == []

@@ -36,18 +36,26 @@ def probe_target(kind: str, spec: Any, base_dir: str | None = None) -> dict[str,
     push = getattr(spec, "push", None)
     if push is not None:
         out["push"] = (f"branch {push.branch}, " if push.branch else "any branch, ") + \
-            f"max_age {format_duration(push.max_age)}"
+            f"max_age {_span(push.max_age)}"
     if kind == "uptime":
         out["gate"] = str(spec.gate)
         if spec.window is not None:
-            out["window"] = format_duration(spec.window)
+            out["window"] = _span(spec.window)
     if kind == "manual":
-        out["max_age"] = format_duration(spec.max_age)
+        out["max_age"] = _span(spec.max_age)
     if kind == "command":
         # The program only: arguments and shell lines may hold a token (curl -H "Authorization: ...").
         argv = getattr(spec, "argv", None)
         out["command"] = str(argv[0]) if argv else "shell command"
     return out
+
+
+def _span(seconds: float) -> str:
+    """`30d`, `12h`, else Prometheus syntax (format_duration writes 30d as 4w2d)."""
+    for unit, size in (("d", 86400), ("h", 3600)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return format_duration(seconds)
 
 
 def target_text(kind: str, target: dict[str, str]) -> str:

@@ -34,6 +34,7 @@ from exporter.report.badges import percent
 from exporter.report.status import progress_status, rfc3339
 from exporter.state.attestation import format_value
 from exporter.web.chartblock import ChartCache
+from exporter.web.evidenceview import gate_probe
 from exporter.web.filters import BadRequest, Filters, filter_links, parse_filters, url
 from exporter.web.humanize import ago, checks, format_in, summary, utc_text
 from exporter.web.negotiate import accepts_gzip
@@ -191,6 +192,7 @@ class StatusPage:
         return await self._render(request, "gate.html", "_gate_main.html", g=view, history=history,
                                   counts=dict(st.counts) if st else {},
                                   attestations=_attestations(runtime, config.tracker, gate, now),
+                                  probe=gate_probe(gate, st.result if st else None, config.base_dir, now),
                                   tracker_title=config.title, keep=keep, title=gate.title)
 
     async def asset(self, request: web.Request) -> web.Response:
