@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--web.max-evidence-bytes", dest="max_evidence", default="32MiB", metavar="SIZE",
                        help="largest report POST /api/gates/ID/evidence accepts (default 32MiB; other "
                             "requests stay limited to 64KiB)")
+    serve.add_argument("--web.external-url", dest="external_url", default=None, metavar="URL",
+                       help="the URL people reach the exporter at (behind a proxy), for the alerts' links to gate "
+                            "pages; exported as qualitygate_web_info{external_url}")
     serve.add_argument("--storage.path", dest="storage", metavar="FILE", default=None,
                        help="SQLite state file (default ./data/qualitygate.db)")
     serve.add_argument("--scheduler.max-concurrency", dest="concurrency", type=int, default=128, metavar="N",

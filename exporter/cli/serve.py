@@ -10,6 +10,7 @@ import logging
 import signal
 import socket
 import ssl
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from exporter import __version__
 from exporter.cli.common import EXIT_OK, UsageError, check_output, open_store, os_reason
 from exporter.config.durations import parse_duration
+from exporter.engine.metrics import WebInfo
 from exporter.log import kv
 from exporter.log import setup as setup_logging
 
@@ -60,6 +62,16 @@ def parse_size(flag: str, text: str) -> int:
     return size
 
 
+def external_url(text: str | None) -> str:
+    """--web.external-url checked: an absolute http(s) URL, kept without its trailing slash ("" when unset)."""
+    if not text:
+        return ""
+    parsed = urllib.parse.urlsplit(text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
+        raise UsageError(f"--web.external-url {text!r}: want an absolute http:// or https:// URL")
+    return text.rstrip("/")
+
+
 def _duration(flag: str, text: str) -> float:
     try:
         return parse_duration(text)
@@ -86,6 +98,7 @@ class ServeConfig:
     shard: tuple[int, int] | None = None
     log_level: str = "info"
     log_format: str = "logfmt"
+    external_url: str = ""  # --web.external-url: exported as qualitygate_web_info for the alerts' links
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
@@ -110,7 +123,7 @@ class ServeConfig:
                    web_config=args.web_config, lifecycle=args.lifecycle, read_timeout=read_timeout,
                    idle_timeout=idle_timeout, storage=args.storage, concurrency=args.concurrency,
                    watch_interval=watch, shard=shard, max_evidence_bytes=max_evidence, log_level=args.log_level,
-                   log_format=args.log_format)
+                   log_format=args.log_format, external_url=external_url(getattr(args, "external_url", None)))
 
 
 @dataclass(frozen=True)
@@ -197,6 +210,7 @@ class Server:
                                           watch_interval=c.watch_interval, max_evidence_bytes=c.max_evidence_bytes)
         runtime.store = self._store()
         runtime.prepare(self.configs)
+        runtime.registry.register(WebInfo(c.external_url))
         timeouts = runtime.read_timeouts = ReadTimeouts()
         # The body deadline goes after the auth middleware: a stranger's body is never waited for.
         middlewares = [*self.web_options.middlewares, body_deadline(c.read_timeout, timeouts)]

@@ -37,6 +37,20 @@ def build_info() -> Metric:
     return info
 
 
+class WebInfo:
+    """qualitygate_web_info{external_url}: where people reach this exporter, for links from alerts."""
+
+    def __init__(self, external_url: str) -> None:
+        self.external_url = external_url
+
+    def collect(self) -> Iterator[Metric]:
+        """One series, always 1; external_url is empty when --web.external-url is unset."""
+        info = GaugeMetricFamily("qualitygate_web_info", "The --web.external-url; always 1.",
+                                 labels=["external_url"])
+        info.add_metric([self.external_url], 1.0)
+        yield info
+
+
 class RuntimeCollector:
     """Reload, scheduler, shard, supervision and fault metrics of one Runtime, and its components'."""
 

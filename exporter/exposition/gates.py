@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from exporter.config import units
 from exporter.config.model import TIERS, Config, Gate
 from exporter.engine.evaluate import takes_evidence
 from exporter.exposition.blobs import Blob, gzip_member
@@ -82,7 +83,8 @@ GATE_FAMILIES = (
            "When the evidence the gate was last judged on was made (push or attestation time, Unix time)."),
     Family("gate_evidence_expiry_timestamp_seconds", "gauge",
            "When the evidence the gate was last judged on lapses: its time plus the gate's max_age (Unix time)."),
-    Family("gate_info", "gauge", "Human names and probe kind of a gate, for dashboards; always 1."),
+    Family("gate_info", "gauge", "Human names, probe kind and value unit (percent, seconds, bytes, number) of a gate; "
+                                 "always 1."),
 )
 (_PASSED, _ERROR, _VALUE, _THRESHOLD, _DURATION, _INTERVAL, _OBJECTIVE, _LAST_EVAL, _LAST_PASS, _EVALS, _UPTIME,
  _AWAITING, _EV_AT, _EV_EXPIRY, _INFO) = range(len(GATE_FAMILIES))
@@ -170,7 +172,7 @@ class Exposition:
             static[_INTERVAL].append(f"gate_interval_seconds{{{labels}}} {fmt(gate.interval)}\n")
             static[_OBJECTIVE].append("" if obj is None else f"gate_objective_ratio{{{labels}}} {fmt(obj)}\n")
             static[_INFO].append(f'gate_info{{{labels},title="{escape(gate.title)}",team="{escape(gate.team)}",'
-                                 f'kind="{gate.kind}"}} 1.0\n')
+                                 f'kind="{gate.kind}",unit="{units.family(gate)}"}} 1.0\n')
         for fam, lines in static.items():  # never change until the next config: rendered once, kept as pieces
             self._pieces[fam] = [Blob("".join(lines[c:c + CHUNK]).encode()) for c in range(0, n, CHUNK)]
         now = time.time()
