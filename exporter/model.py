@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 from dataclasses import dataclass, field
 
@@ -9,6 +10,13 @@ PASS, FAIL, ERROR, PENDING = "pass", "fail", "error", "pending"
 PROBE, PUSH, ATTESTATION = "probe", "push", "attestation"  # where a result's evidence came from
 OUTCOMES = (PASS, FAIL, ERROR)
 STATUSES = (*OUTCOMES, PENDING)  # what a gate can show: an outcome, or none yet
+
+
+def rfc3339(ts: float | None) -> str | None:
+    """Unix time -> RFC 3339 in UTC (None stays None): the one time format of documents and the state file."""
+    if ts is None:
+        return None
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def finite(value: float | None) -> float | None:

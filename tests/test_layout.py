@@ -30,7 +30,7 @@ MAX_TOP_LEVEL = 5
 STAGES: dict[str, int] = {
     "exporter": 0, "exporter.log": 0, "exporter.model": 0,
     "exporter.config": 1, "exporter.config.fields": 1, "exporter.config.durations": 1,
-    "exporter.config.expect": 1, "exporter.config.yamlload": 1,
+    "exporter.config.expect": 1, "exporter.config.yamlload": 1, "exporter.config.issues": 1,
     "exporter.probes": 2,
     "exporter.config.model": 3, "exporter.config.jsonschema": 3, "exporter.config.units": 3,
     "exporter.state": 4,

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import datetime
 import time
 from typing import Any
 
 from exporter.config.model import TIERS, Config, Gate
 from exporter.engine.evaluate import takes_evidence
-from exporter.model import ERROR, FAIL, PASS, PENDING, Evidence, finite, finite_values
+from exporter.model import ERROR, FAIL, PASS, PENDING, Evidence, finite, finite_values, rfc3339
 from exporter.report.target import probe_target
 from exporter.state.memory import GateState, State
 
 BLOCKING_TIERS = ("critical", "important")
-
-
-def rfc3339(ts: float | None) -> str | None:
-    """Unix time -> RFC 3339 in UTC (None stays None)."""
-    if ts is None:
-        return None
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def progress_word(passed: int, total: int) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import Metric
 
 from exporter.log import kv
-from exporter.report.status import rfc3339
+from exporter.model import rfc3339
 from exporter.state import evidence as pushes
 from exporter.state import restore as restoring
 from exporter.state.evidence import Push
