@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="evaluate only shard I of --shard.count (0-based)")
     serve.add_argument("--shard.count", dest="shard_count", type=int, default=None, metavar="N",
                        help="number of shards the gates are spread over")
+    serve.add_argument("--shard.peers", dest="shard_peers", default=None, metavar="URL_TEMPLATE",
+                       help="every shard's URL, {index} standing for its index (e.g. "
+                            "http://qualitygate-{index}.qualitygate:9916): any shard then takes writes for any gate "
+                            "and answers reads for whole trackers")
+    serve.add_argument("--shard.secret-file", dest="shard_secret_file", default=None, metavar="FILE",
+                       help="a secret shared by every shard (at least 16 bytes), keying the signature of requests "
+                            "between shards; required with --shard.peers")
     _log_flags(serve)
 
     check = sub.add_parser("check", help="evaluate gates once and exit 0 (all pass), 1 (some fail) or 2")

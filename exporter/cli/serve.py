@@ -96,6 +96,8 @@ class ServeConfig:
     max_evidence_bytes: int = 32 << 20
     watch_interval: float = 0.0
     shard: tuple[int, int] | None = None
+    peers: str | None = None  # --shard.peers URL template
+    shard_key: bytes = b""  # derived from --shard.secret-file (web/peersign.py)
     log_level: str = "info"
     log_format: str = "logfmt"
     external_url: str = ""  # --web.external-url: exported as qualitygate_web_info for the alerts' links
@@ -119,11 +121,34 @@ class ServeConfig:
             if not (args.shard_count >= 1 and 0 <= args.shard_index < args.shard_count):
                 raise UsageError(f"--shard.index must be in 0..{args.shard_count - 1} and --shard.count at least 1")
             shard = (args.shard_index, args.shard_count)
+        peers, shard_key = _peers(args, shard)
         return cls(config_files=tuple(args.config_files), listen=args.listen, host=host, port=port,
                    web_config=args.web_config, lifecycle=args.lifecycle, read_timeout=read_timeout,
                    idle_timeout=idle_timeout, storage=args.storage, concurrency=args.concurrency,
-                   watch_interval=watch, shard=shard, max_evidence_bytes=max_evidence, log_level=args.log_level,
+                   watch_interval=watch, shard=shard, peers=peers, shard_key=shard_key,
+                   max_evidence_bytes=max_evidence, log_level=args.log_level,
                    log_format=args.log_format, external_url=external_url(getattr(args, "external_url", None)))
+
+
+def _peers(args: argparse.Namespace, shard: tuple[int, int] | None) -> tuple[str | None, bytes]:
+    """--shard.peers and the key from --shard.secret-file, checked."""
+    template, secret_file = getattr(args, "shard_peers", None), getattr(args, "shard_secret_file", None)
+    if template is None:
+        if secret_file is not None:
+            raise UsageError("--shard.secret-file goes with --shard.peers")
+        return None, b""
+    from exporter.web.peersign import derive_key, read_secret
+
+    if shard is None:
+        raise UsageError("--shard.peers needs --shard.index and --shard.count")
+    if "{index}" not in template or not template.startswith(("http://", "https://")):
+        raise UsageError(f"--shard.peers {template!r}: want an http:// or https:// URL with {{index}} in it")
+    if secret_file is None:
+        raise UsageError("--shard.peers needs --shard.secret-file (the key of the requests between shards)")
+    try:
+        return template, derive_key(read_secret(secret_file))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -214,7 +239,12 @@ class Server:
         timeouts = runtime.read_timeouts = ReadTimeouts()
         # The body deadline goes after the auth middleware: a stranger's body is never waited for.
         middlewares = [*self.web_options.middlewares, body_deadline(c.read_timeout, timeouts)]
-        app = make_app(runtime, lifecycle=c.lifecycle, middlewares=middlewares)
+        peers = None
+        if c.peers is not None and c.shard is not None:
+            from exporter.web.peers import Peers, PeerSettings
+
+            peers = Peers(PeerSettings(c.peers, c.shard[0], c.shard[1], c.shard_key), runtime)
+        app = make_app(runtime, lifecycle=c.lifecycle, middlewares=middlewares, peers=peers)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=c.idle_timeout,
                                      lingering_time=LINGERING_SECONDS)
         await self._runner.setup()

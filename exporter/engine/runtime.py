@@ -116,6 +116,7 @@ class Runtime:
         self._sessions = Sessions()
         self._reload_lock = asyncio.Lock()
         self.evidence = Evidence()  # pushed runs per gate: from the store at start, then from accepted pushes
+        self.whole: dict[str, Config] = {}  # every tracker's whole config (all shards' gates): peers place by it
 
     def attach(self, view: GateView) -> None:
         """Show the gates in this view too, from now on (it gets the running configs at once)."""
@@ -218,6 +219,7 @@ class Runtime:
 
     def _my_part(self, configs: list[Config]) -> list[Config]:
         """The configs as this process evaluates them: its shard's gates only, when sharded."""
+        self.whole = {c.tracker: c for c in configs}
         return [shard_config(c, *self.shard) for c in configs] if self.shard is not None else configs
 
     def _read_stored(self, configs: list[Config]) -> dict[str, State]:

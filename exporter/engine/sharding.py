@@ -41,3 +41,11 @@ def shard_config(config: Config, index: int, count: int) -> Config:
     if count <= 1:
         return config
     return config.restrict(lambda g: shard_of(gate_key(config, g), count) == index)
+
+
+def owner_of(config: Config, gate_id: str, count: int) -> int | None:
+    """The shard that owns a gate of this (whole, unsharded) config; None for an unknown gate."""
+    gate = config.gate(gate_id)
+    if gate is None:
+        return None
+    return shard_of(gate_key(config, gate), count) if count > 1 else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -19,6 +20,10 @@ from exporter.web.attest import attestation_handler, log_write_policy
 from exporter.web.auth import Middleware, authenticates
 from exporter.web.evidence import evidence_handler
 from exporter.web.negotiate import accepts_gzip, wants_openmetrics
+from exporter.web.whole import runtime_of, whole_doc
+
+if TYPE_CHECKING:
+    from exporter.web.peers import Peers
 
 log = logging.getLogger("qualitygate.web")
 
@@ -30,9 +35,11 @@ STRICT_JSON = functools.partial(json.dumps, allow_nan=False)
 
 
 def make_app(runtime: Runtime, *, lifecycle: bool = False,
-             middlewares: list[Middleware] | None = None) -> web.Application:
-    """Build the aiohttp application around a runtime."""
-    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares or [])
+             middlewares: list[Middleware] | None = None, peers: Peers | None = None) -> web.Application:
+    """Build the aiohttp application around a runtime (with peers: one of several shards acting as one)."""
+    # The peers middleware goes last: basic auth and the body deadline have run when it hands a write on.
+    app = web.Application(client_max_size=MAX_BODY,
+                          middlewares=[*(middlewares or []), *([peers.middleware] if peers else [])])
     app[RUNTIME] = runtime
     app[LIFECYCLE] = lifecycle
     exposition_for(runtime)  # attached now, so that results from the start on are shown
@@ -49,6 +56,8 @@ def make_app(runtime: Runtime, *, lifecycle: bool = False,
     app.on_startup.append(log_write_policy(authenticates(middlewares or [])))
     statuspage.add_routes(app, RUNTIME)  # GET /, /gates/{id}, /assets/*
     badge_routes.add_routes(app, RUNTIME)  # GET /badge/tracker.svg, /badge/phase/{id}.svg, /badge/gate/{id}.svg
+    if peers is not None:
+        peers.install(app)  # GET /-/shard/state, /-/shard/handover (signed peer requests only)
     return app
 
 
@@ -92,7 +101,7 @@ async def reload(request: web.Request) -> web.Response:
 
 def _tracker(request: web.Request) -> tuple[Config, State] | None:
     """The tracker ?tracker= names (or the only one), None when several are loaded and none is named."""
-    runtime = request.app[RUNTIME]
+    runtime = runtime_of(request, RUNTIME)
     name = request.query.get("tracker")
     if name is None and len(runtime.trackers) == 1:
         name = next(iter(runtime.trackers))
@@ -108,14 +117,14 @@ async def progress(request: web.Request) -> web.Response:
     """The tracker's progress document; with several trackers and no ?tracker=, their list."""
     found = _tracker(request)
     if found is None:
-        runtime = request.app[RUNTIME]
+        runtime = runtime_of(request, RUNTIME)
         items = []
         for name, cfg in runtime.trackers.items():
-            doc = progress_status(cfg, runtime.states[name])
+            doc = whole_doc(request, progress_status(cfg, runtime.states[name]))
             items.append({"tracker": name, "title": cfg.title, "overall_completion": doc["overall_completion"],
                           "url": f"/api/progress/status?tracker={name}"})
         return web.json_response(dumps=STRICT_JSON, data={"trackers": items})
-    return web.json_response(dumps=STRICT_JSON, data=progress_status(*found))
+    return web.json_response(dumps=STRICT_JSON, data=whole_doc(request, progress_status(*found)))
 
 
 async def gates(request: web.Request) -> web.Response:
@@ -124,7 +133,8 @@ async def gates(request: web.Request) -> web.Response:
     if found is None:
         raise web.HTTPBadRequest(text="several trackers are loaded: add ?tracker=NAME\n")
     config, state = found
-    doc = {"tracker": config.tracker, "gates": [gate_json(g, state.gates.get(g.id)) for g in config.gates]}
+    doc = whole_doc(request, {"tracker": config.tracker,
+                              "gates": [gate_json(g, state.gates.get(g.id)) for g in config.gates]})
     return web.json_response(dumps=STRICT_JSON, data=doc)
 
 

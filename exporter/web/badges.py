@@ -16,6 +16,7 @@ from aiohttp import web
 from exporter.engine.runtime import Runtime
 from exporter.report import badges
 from exporter.report.status import progress_status
+from exporter.web.whole import runtime_of, whole_doc
 
 
 def add_routes(app: web.Application, runtime_key: web.AppKey[Runtime]) -> None:
@@ -31,13 +32,13 @@ class _BadgeRoutes:
         self.key = runtime_key
 
     def _docs(self, request: web.Request) -> list[dict[str, Any]]:
-        runtime = request.app[self.key]
+        runtime = runtime_of(request, self.key)  # every shard's gates with --shard.peers (web/whole.py)
         name = request.query.get("tracker")
         if name is not None:
             if name not in runtime.trackers:
                 raise web.HTTPNotFound(text="unknown tracker\n")
-            return [progress_status(runtime.trackers[name], runtime.states[name])]
-        return [progress_status(cfg, runtime.states[n]) for n, cfg in runtime.trackers.items()]
+            return [whole_doc(request, progress_status(runtime.trackers[name], runtime.states[name]))]
+        return [whole_doc(request, progress_status(cfg, runtime.states[n])) for n, cfg in runtime.trackers.items()]
 
     async def tracker(self, request: web.Request) -> web.Response:
         """Overall completion (of every tracker, summed, unless ?tracker= picks one)."""

@@ -40,6 +40,7 @@ from exporter.web.humanize import ago, checks, format_in, summary, utc_text
 from exporter.web.negotiate import accepts_gzip
 from exporter.web.overview import MIN_QUERY, SEARCH_LIMIT, find_step, minutes_ago, search, step_gates, tracker_overview
 from exporter.web.views import STATUS_LABELS, gate_view
+from exporter.web.whole import Tracked, runtime_of
 
 REFRESH_SECONDS = 10
 MAX_QUERY = 200  # characters of a search query
@@ -103,7 +104,7 @@ class StatusPage:
 
     async def index(self, request: web.Request) -> web.Response:
         """The overview of one tracker (or search results), or the list of trackers when several are loaded."""
-        runtime = request.app[self.key]
+        runtime = runtime_of(request, self.key)  # every shard's gates with --shard.peers (web/whole.py)
         try:
             filters = parse_filters(request.query)
         except BadRequest as exc:
@@ -139,7 +140,7 @@ class StatusPage:
 
     async def step(self, request: web.Request) -> web.Response:
         """One step's gates: a page of its own, or with ?partial=1 the fragment the overview opens."""
-        runtime = request.app[self.key]
+        runtime = runtime_of(request, self.key)  # every shard's gates with --shard.peers (web/whole.py)
         try:
             filters = parse_filters(request.query)
         except BadRequest as exc:
@@ -244,7 +245,7 @@ class StatusPage:
         return await self._render(request, "error.html", "_error_main.html", status=status, title=heading,
                                   heading=heading, message=message, links=links or [])
 
-    def _tracker_list(self, runtime: Runtime) -> list[dict[str, Any]]:
+    def _tracker_list(self, runtime: Tracked) -> list[dict[str, Any]]:
         out = []
         for name, config in runtime.trackers.items():
             doc = progress_status(config, runtime.states[name])
