@@ -16,6 +16,7 @@ def cmd_render_document(args: argparse.Namespace) -> int:
     """Rewrite (--in-place) or check (--check) the claims of a tracker document against the evidence."""
     from exporter.engine.runtime import load_configs
     from exporter.tracker.claims import NotImported
+    from exporter.tracker.evidencenote import page_base
     from exporter.tracker.importer import TrackerParseError, read_tracker
     from exporter.tracker.inplace import rewrite
 
@@ -40,7 +41,7 @@ def cmd_render_document(args: argparse.Namespace) -> int:
     config = load_configs(args.config_files)[0]
     status = _status(args, config)
     try:
-        out = rewrite(text, config, status, path)
+        out = rewrite(text, config, status, path, page_base(args.from_url))
     except TrackerParseError as exc:
         print(f"{path}:{exc.line}: {exc.message}", file=sys.stderr)
         return EXIT_USAGE

@@ -16,6 +16,7 @@ from typing import Any
 from exporter.config.model import Config, Gate
 from exporter.report.status import progress_word
 from exporter.tracker.claims import UPDATED, Document, Group, Site, read_document, steps_complete
+from exporter.tracker.evidencenote import evidence_note
 from exporter.tracker.parse import RENDERED_NOTE, clean, split_status
 from exporter.tracker.render import _inline, _pct, _value
 
@@ -58,6 +59,7 @@ class _Facts:
     def __init__(self, status: dict[str, Any]):
         self.gates = {g["id"]: g for g in status.get("gates") or [] if isinstance(g, dict) and "id" in g}
         self.generated_at = str(status.get("generated_at") or "")
+        self.link_base = ""
 
     def status(self, gate_id: str) -> str:
         return str((self.gates.get(gate_id) or {}).get("status") or "pending")
@@ -67,10 +69,13 @@ class _Facts:
         return passed, len(group.gate_ids), progress_word(passed, len(group.gate_ids))
 
 
-def rewrite(text: str, config: Config, status: dict[str, Any], name: str) -> Outcome:
-    """Rewrite the document's claims from the status; NotImported if the config was not made from it."""
+def rewrite(text: str, config: Config, status: dict[str, Any], name: str, link_base: str = "") -> Outcome:
+    """Rewrite the document's claims from the status; NotImported if the config was not made from it.
+
+    `link_base` (the exporter's URL) adds a link to each gate's page after its status."""
     doc, _model = read_document(text, config, name)
     facts = _Facts(status)
+    facts.link_base = link_base
     out = Outcome("", repaired=doc.repaired)
     new = {ln.n: ln.text for ln in doc.lines}
     for site in doc.sites:
@@ -124,7 +129,7 @@ def _box(line: str, site: Site, facts: _Facts, config: Config) -> tuple[str, str
         return f"{m[1]} {m[3]}{m[4]}{m[5]}", f"'{site.text}' is ticked, but no gate of {config.source} measures it"
     entry = facts.gates.get(gate.id) or {}
     passed = facts.status(gate.id) == "pass"
-    note = " — " + gate_note(entry, gate)
+    note = " — " + gate_note(entry, gate) + evidence_note(entry, config.tracker, facts.link_base)
     if m:
         body = _without_note(m[4])
         tick = (m[2] if ticked else "x") if passed else " "
