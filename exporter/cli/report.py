@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         for config in configs:
             state = State()
             store.restore(config.tracker, state, [g.id for g in config.gates])
-            rep = build(config, state, since, now, lambda g, c=config: stored_evidence(store, c, g))
+            rep = build(config, state, since, now, functools.partial(stored_evidence, store, config))
             texts.append(html(rep) if args.format == "html" else markdown(rep))
     finally:
         store.close_sync()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
-from xml.sax.saxutils import escape, quoteattr
+from html import escape
 
 from exporter.report.history import Series
 
@@ -62,16 +62,17 @@ def completion_svg(series: Sequence[Series], title: str, chart_id: str = "comple
     desc = (f"Daily completion from {_day(days[0])} to {_day(days[-1])}. "
             + "; ".join(f"{s.label}: {_pct(last[s.key])} on the last day with data, {_pct(s.now)} now"
                         for s in shown) + ".")
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="qg-chart" id={quoteattr(chart_id)} '
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="qg-chart" id="{escape(chart_id)}" '
              f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{chart_id}-t {chart_id}-d">',
              f'<title id="{chart_id}-t">{escape(title)}</title>',
              f'<desc id="{chart_id}-d">{escape(desc)}</desc>',
              '<g class="axis" fill="currentColor" stroke="currentColor" font-size="11" font-family="inherit">']
-    for v in (0.0, 0.5, 1.0):
-        y = _y(v)
+    for tick in (0.0, 0.5, 1.0):
+        y = _y(tick)
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke-opacity="0.25" '
                      'stroke-width="1"/>')
-        parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" stroke="none">{round(v * 100)}%</text>')
+        parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" stroke="none">'
+                     f'{round(tick * 100)}%</text>')
     for i in (0, n // 2, n - 1) if n > 2 else range(n):
         anchor = "start" if i == 0 else "end" if i == n - 1 else "middle"
         parts.append(f'<text x="{_x(i, n):.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}" stroke="none">'
@@ -80,7 +81,7 @@ def completion_svg(series: Sequence[Series], title: str, chart_id: str = "comple
     for k, s in enumerate(shown):
         dash = f' stroke-dasharray="{_DASHES[k % len(_DASHES)]}"' if _DASHES[k % len(_DASHES)] else ""
         width = 2.5 if k == 0 else 1.5
-        parts.append(f'<g class="series qg-s{k + 1}" data-series={quoteattr(s.key or "tracker")}>')
+        parts.append(f'<g class="series qg-s{k + 1}" data-series="{escape(s.key or "tracker")}">')
         parts.append(f'<title>{escape(s.label)}</title>')
         path = _path(s.values)
         if path:

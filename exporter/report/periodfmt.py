@@ -43,7 +43,7 @@ def age(seconds: float) -> str:
     """A duration for people, at most two units: `3d 4h`, `25m`."""
     s = max(0, int(seconds))
     units = (("d", DAY), ("h", 3600), ("m", 60), ("s", 1))
-    parts = []
+    parts: list[str] = []
     for name, size in units:
         if s >= size or (not parts and size == 1):
             parts.append(f"{s // size}{name}")
