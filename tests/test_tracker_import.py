@@ -53,7 +53,7 @@ EXPECTS = {
     "developer-satisfaction": [">= 4.5"],  # >=4.5/5
     "onboarding-time": ["< 4h"],  # <4hr
     "rollback-procedures": [],  # implemented
-    "load-test-1000rps": [],  # passing
+    "load-test-1000rps": ["failures == 0"],  # passing: a pushed JUnit report with no failure
     "sdk-development": [],  # completed (Python, TypeScript, Go SDKs)
     "system-uptime": ["> 99.9%"],
     "test-coverage": ["> 85%"],
@@ -123,7 +123,10 @@ def test_seed_thresholds_become_expectations(seed):
 def test_seed_probes_are_inferred_from_automated_checks(seed):
     result, config = seed
     kinds = Counter(g.kind for g in config.gates)
-    assert kinds == {"manual": 69, "command": 9, "http": 2, "uptime": 1}
+    # 26 claims about what CI makes are push gates (see tests/test_tracker_import_push.py), and the scrape
+    # success claim of step 6 is a promql gate on the Prometheus its own check names.
+    assert kinds == {"manual": 42, "command": 9, "http": 2, "uptime": 1, "coverage": 5, "json_file": 9, "junit": 9,
+                     "sarif": 3, "promql": 1}
     health = config.gate("core-infrastructure-stabilization-automated-check")
     assert health.kind == "http" and health.spec.url == "http://localhost:5005/health"
     assert health.spec.follow_redirects is False  # curl without -L does not follow redirects
@@ -140,7 +143,7 @@ def test_seed_probes_are_inferred_from_automated_checks(seed):
     # The uptime claim of step 1 is measured on the step's own health check.
     uptime = config.gate("mcp-server-uptime")
     assert uptime.kind == "uptime" and uptime.spec.gate == health.id
-    assert len(result.automated) == 12 and len(result.manual) == 69
+    assert len(result.automated) == 39 and len(result.manual) == 42 and len(result.pushed) == 26
 
 
 def test_seed_tiers(seed):
@@ -166,8 +169,10 @@ def test_seed_summary(seed):
     text = "\n".join(lines)
     assert lines[0] == "seed.md: 8 phases, 14 steps, 81 gates (tracker 'comprehensive-enhancement-plan-tracker')"
     assert "70 gate lines (69 ticked by hand), 11 automated checks" in text
-    assert "automated: 12 gates (command 9, http 2, uptime 1)" in text
-    assert "manual: 69 gates need an attestation" in text
+    assert "automated: 39 gates (command 9, coverage 5, http 2, json_file 9, junit 9, promql 1, sarif 3, uptime 1)" \
+        in text
+    assert "pushed from CI: 26 of them" in text
+    assert "manual: 42 gates need an attestation" in text
     assert "added phase 'quality-gate-status'" in text
     # Prose sections are reported with their lines, never silently dropped.
     assert "line 3: section 'Overview' (lines 3-5)" in text
@@ -182,7 +187,8 @@ def test_seed_yaml_is_commented(seed):
     assert text.startswith("# Imported from seed.md by `qualitygate import`.")
     assert "# line 69: [x] Agent health checks: 203/203 passing" in text
     assert "# '203/203 passing' read as a pass ratio" in text
-    assert "# manual: passes on `qualitygate attest agent-health-checks --value V`" in text
+    assert "# fed from CI: qualitygate push agent-health-checks junit.xml --url $QUALITYGATE_URL" in text
+    assert "# manual: passes on `qualitygate attest error-recovery-rate --value V`" in text
 
 
 def test_seed_config_passes_qualitygate_validate(seed, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import unicodedata
@@ -11,7 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.probes import KINDS
-from exporter.tracker.infer import Expectation, NotInferable, expectation, looks_like_command, probe_for
+from exporter.tracker.infer import (
+    Expectation,
+    NotInferable,
+    expectation,
+    looks_like_command,
+    probe_for,
+    prometheus_base,
+    prometheus_claim,
+)
 from exporter.tracker.parse import (
     _PHASE_IN_TEXT,
     Claim,
@@ -21,6 +28,10 @@ from exporter.tracker.parse import (
     TrackerParseError,
     parse,
 )
+from exporter.tracker.pushable import push_for, push_header, push_line
+from exporter.tracker.yamltext import comment as _comment
+from exporter.tracker.yamltext import flow as _flow
+from exporter.tracker.yamltext import quote as _q
 
 __all__ = ["ImportResult", "TrackerParseError", "import_tracker", "import_tracker_file", "read_tracker"]
 
@@ -56,6 +67,7 @@ class GatePlan:
     slug_base: str = ""
     id: str = ""
     observes: GatePlan | None = None  # uptime gates: the gate whose pass ratio they measure
+    report: str = ""  # push-sourced gates: the report file CI sends (qualitygate push ID REPORT)
 
 
 @dataclass
@@ -110,6 +122,15 @@ class ImportResult:
         return [g for g in self.gates if g.kind != "manual"]
 
     @property
+    def pushed(self) -> list[GatePlan]:
+        """Report gates whose report CI pushes."""
+        return [g for g in self.gates if g.report]
+
+    def push_lines(self) -> list[str]:
+        """The `qualitygate push` line that feeds each push gate."""
+        return [push_line(g.id, g.report, self.tracker) for g in self.pushed]
+
+    @property
     def manual(self) -> list[GatePlan]:
         """Gates that pass only on a fresh attestation."""
         return [g for g in self.gates if g.kind == "manual"]
@@ -135,6 +156,9 @@ class ImportResult:
             lines.append(f"  added phase {p.id!r} ({p.title}) for {len(p.steps)} step(s)")
         detail = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
         lines.append(f"  automated: {len(self.automated)} gates" + (f" ({detail})" if detail else ""))
+        if self.pushed:
+            lines.append(f"  pushed from CI: {len(self.pushed)} of them; each fails until CI sends its report:")
+            lines += [f"    {line}" for line in self.push_lines()]
         lines.append(f"  manual: {len(self.manual)} gates need an attestation "
                      f"(qualitygate attest GATE --value V); {measurable} of them state a number "
                      "that a probe (coverage, junit, promql, http) could measure instead")
@@ -237,12 +261,16 @@ def _step_plan(step: StepSection, notes: list[Note]) -> StepPlan:
     claims = [(claim, _claim_gate(claim, step, notes)) for claim in step.claims]
     # An uptime claim is measurable when the step has exactly one endpoint probe to count passes of.
     endpoints = [g for g in [*checks, *(g for _, g in claims)] if g.kind in ("http", "tcp")]
+    prom = prometheus_base(str(g.spec.get("url", "")) for g in checks if g.kind == "http")
     for claim, gate in claims:
         first = gate.expect[0] if gate.expect else ""
         if gate.kind == "manual" and _UPTIME_NAME.search(claim.name) and len(endpoints) == 1 \
                 and first[:1] == ">" and first.endswith("%"):
             gate.kind, gate.spec, gate.observes, gate.measurable = "uptime", {}, endpoints[0], True
             gate.comments.append(f"measured: the pass ratio of {endpoints[0].title!r} over the uptime window")
+        elif gate.kind == "manual" and prom and (guess := prometheus_claim(claim.name, gate.expect, prom)):
+            gate.kind, gate.spec, gate.measurable = guess.kind, guess.spec, True
+            gate.comments.append(guess.note)
     plan.gates = [g for _, g in claims] + checks
     return plan
 
@@ -260,6 +288,12 @@ def _claim_gate(claim: Claim, step: StepSection, notes: list[Note]) -> GatePlan:
     exp = expectation(claim.threshold)
     if exp.note:
         gate.comments.append(exp.note)
+    guess = push_for(claim.name, claim.threshold, exp)
+    if guess is not None:
+        gate.kind, gate.spec, gate.expect, gate.report = guess.kind, guess.spec, guess.expect, guess.report
+        gate.measurable = True
+        gate.comments += guess.notes
+        return gate
     _manual(gate, exp)
     return gate
 
@@ -321,6 +355,8 @@ def _assign_ids(phases: list[PhasePlan]) -> None:
     for g in (g for p in phases for s in p.steps for g in s.gates):
         if g.observes is not None:
             g.spec = {"gate": g.observes.id}
+        if g.report and g.kind == "json_file":
+            g.spec = {**g.spec, "json_path": "$." + g.id.replace("-", "_")}
 
 
 def _no_parens(text: str) -> str:
@@ -328,44 +364,6 @@ def _no_parens(text: str) -> str:
 
 
 # --- YAML -------------------------------------------------------------------------------------
-
-
-def _q(text: str) -> str:
-    """A double-quoted YAML scalar (JSON strings are YAML; escape what YAML would not accept raw).
-
-    Every `$` is written `$$` (a literal `$` to the loader's ${VAR} expansion): text copied from a
-    document must never expand, or a tracker line holding `${AWS_SECRET_ACCESS_KEY:-x}` would put
-    the exporter's own secret on the gate page.
-    """
-    out = json.dumps(text.replace("$", "$$"), ensure_ascii=False)
-    return "".join(c if _yaml_printable(c) else (f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}")
-                   for c in out)
-
-
-def _yaml_printable(c: str) -> bool:
-    o = ord(c)
-    return (0x20 <= o <= 0x7E or (0xA0 <= o <= 0xD7FF and o not in (0x2028, 0x2029))
-            or (0xE000 <= o <= 0xFFFD and o != 0xFEFF) or o >= 0x10000)
-
-
-def _comment(text: str) -> str:
-    return "# " + re.sub(r"\s+", " ", "".join(c if _yaml_printable(c) else " " for c in text)).strip()
-
-
-def _flow(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return json.dumps(value)
-    if isinstance(value, str):
-        plain = re.fullmatch(r"[a-z][a-z0-9_-]*", value) and value not in ("true", "false", "null", "yes", "no",
-                                                                             "on", "off", "y", "n")
-        return value if plain else _q(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_flow(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_flow(k)}: {_flow(v)}" for k, v in value.items()) + "}"
-    raise TypeError(type(value))
 
 
 def _emit(result: ImportResult) -> str:
@@ -378,6 +376,7 @@ def _emit(result: ImportResult) -> str:
         "# Every checkbox of the document is a gate, and none starts as passed: automated gates pass when",
         "# their probe does; manual gates pass on an attestation (qualitygate attest GATE --value V [--note TEXT])",
         "# younger than max_age. The command gates run the document's own check commands: read them first.",
+        *push_header(result.push_lines()),
         f"tracker: {_flow(result.tracker)}",
         f"title: {_q(result.title)}",
         "defaults:",
@@ -402,6 +401,8 @@ def _emit(result: ImportResult) -> str:
                     value = "V" if g.expect else "1"
                     out.append(f"          # manual: passes on `qualitygate attest {g.id} --value {value}` younger "
                                f"than max_age" + (" that meets expect" if g.expect else ""))
+                if g.report:
+                    out.append(f"          {_comment('fed from CI: ' + push_line(g.id, g.report, result.tracker))}")
                 out += [f"          - id: {_flow(g.id)}", f"            title: {_q(g.title)}"]
                 if g.description:
                     out.append(f"            description: {_q(g.description)}")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from exporter.config.expect import format_number, parse_condition
 
@@ -239,3 +241,23 @@ def _curl(argv: list[str]) -> ProbeGuess | None:
                                                     a.startswith("--") and "f" in a) for a in argv[1:]) \
         else "curl without -f would pass on any answer; the http probe wants a 2xx"
     return ProbeGuess("http", {"url": urls[0], **spec}, note)
+
+
+# --- claims about a Prometheus the document names ---------------------------------------------
+
+_SCRAPE = re.compile(r"\bscrape\s+success\b", re.I)
+
+
+def prometheus_base(urls: Iterable[str]) -> str | None:
+    """The one Prometheus a step's checks name (`curl -f http://host:9090/-/healthy`), else None."""
+    bases = {f"{u.scheme}://{u.netloc}" for u in map(urlsplit, urls) if u.path in ("/-/healthy", "/-/ready")}
+    return bases.pop() if len(bases) == 1 else None
+
+
+def prometheus_claim(name: str, conditions: tuple[str, ...], base: str) -> ProbeGuess | None:
+    """A claim that Prometheus itself measures, as a promql gate on the document's Prometheus."""
+    if _SCRAPE.search(name) and conditions and all(c.endswith("%") and c[:1] == ">" for c in conditions):
+        return ProbeGuess("promql", {"url": base, "query": "avg(up)"},
+                          "avg(up): the share of the targets whose last scrape succeeded (up is 1 when it did), "
+                          "on the Prometheus this step's own check names")
+    return None
