@@ -18,6 +18,7 @@ from exporter.tracker.infer import (
     probe_for,
     prometheus_base,
     prometheus_claim,
+    tls_claim,
 )
 from exporter.tracker.parse import (
     _PHASE_IN_TEXT,
@@ -288,6 +289,10 @@ def _claim_gate(claim: Claim, step: StepSection, notes: list[Note]) -> GatePlan:
     exp = expectation(claim.threshold)
     if exp.note:
         gate.comments.append(exp.note)
+    if probe := tls_claim(claim.text, exp):
+        gate.kind, gate.spec, gate.expect, gate.measurable = probe.kind, probe.spec, exp.conditions, True
+        gate.comments.append(probe.note)
+        return gate
     guess = push_for(claim.name, claim.threshold, exp)
     if guess is not None:
         gate.kind, gate.spec, gate.expect, gate.report = guess.kind, guess.spec, guess.expect, guess.report

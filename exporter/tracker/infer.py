@@ -261,3 +261,28 @@ def prometheus_claim(name: str, conditions: tuple[str, ...], base: str) -> Probe
                           "avg(up): the share of the targets whose last scrape succeeded (up is 1 when it did), "
                           "on the Prometheus this step's own check names")
     return None
+
+
+# --- certificates ----------------------------------------------------------------------------
+
+_TLS = re.compile(r"\b(?:tls|ssl|certificates?|certs?)\b", re.I)
+# An address the text states: https://host[:port] (443 is the scheme's) or host:port; never a bare name.
+_TLS_URL = re.compile(r"\bhttps://(\[[0-9a-f:]+\]|[a-z0-9.-]+)(?::(\d{1,5}))?", re.I)
+_HOST_PORT = re.compile(r"(?<![/\w.-])((?:[a-z0-9-]+\.)*[a-z0-9-]+|\[[0-9a-f:]+\]):(\d{1,5})\b", re.I)
+
+
+def tls_claim(text: str, exp: Expectation) -> ProbeGuess | None:
+    """A certificate claim with an address in its text, as a `tls` gate; None without one."""
+    if not _TLS.search(text):
+        return None
+    if m := _TLS_URL.search(text):
+        address = f"{m[1]}:{m[2] or 443}"
+    elif m := _HOST_PORT.search(text):
+        address = f"{m[1]}:{m[2]}"
+    else:
+        return None
+    if exp.conditions and not all(re.search(r"\d(?:ms|s|m|h|d)$", c) for c in exp.conditions):
+        return None  # the tls kind measures time to expiry: a count or a ratio is no claim about it
+    return ProbeGuess("tls", {"address": address}, f"connects to {address}: the chain and host name verify "
+                      "and no certificate has expired" + ("; value is the time to the earliest expiry"
+                                                          if exp.conditions else ""))

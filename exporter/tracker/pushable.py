@@ -118,7 +118,7 @@ def push_for(name: str, threshold: str, exp: Expectation) -> PushGuess | None:
         if exp.conditions and all(re.fullmatch(r"(?:failures|errors) == 0", c) for c in exp.conditions):
             return PushGuess("junit", dict(source), exp.conditions, (no_failure, age_note))
         passing = _PASSING.search(text) is not None
-        if not exp.conditions and ((passing and first in _CLEAN_WORDS) or
+        if not exp.conditions and ((passing and first in ("all", *_CLEAN_WORDS)) or
                                    (_FAILURES.search(name) and first in ("", "true", "yes", *_CLEAN_WORDS))):
             return PushGuess("junit", dict(source), ("failures == 0",), (no_failure, age_note))
     return None
