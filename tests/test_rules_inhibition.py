@@ -32,8 +32,17 @@ ALERTS = {
                          "severity": "warning", "gate": "g3", "tier": "important"},
     "reload-9917": {"job": "qualitygate", "instance": "127.0.0.1:9917",
                     "alertname": "QualityGateConfigReloadFailed", "severity": "warning"},
+    # One outage of g4 (observed by the uptime gate g5): the fast burn pages, g4's own failing
+    # alert is muted by it, and g5's ratio below its objective is a ticket (issue 16).
+    "burn-page-g4": {**GATE, "instance": "127.0.0.1:9916", "alertname": "QualityGateErrorBudgetBurn",
+                     "severity": "critical", "gate": "g4", "tier": "critical"},
+    "critical-g4": {**GATE, "instance": "127.0.0.1:9916", "alertname": "QualityGateCriticalFailing",
+                    "severity": "critical", "gate": "g4", "tier": "critical"},
+    "uptime-g5": {**GATE, "instance": "127.0.0.1:9916", "alertname": "QualityGateUptimeBelowObjective",
+                  "severity": "warning", "gate": "g5", "tier": "critical"},
 }
-INHIBITED = {"burn-ticket-g1": "critical-g1", "probe-error-9917": "down-9917", "reload-9917": "down-9917"}
+INHIBITED = {"burn-ticket-g1": "critical-g1", "probe-error-9917": "down-9917", "reload-9917": "down-9917",
+             "critical-g4": "burn-page-g4"}
 
 
 @pytest.fixture
@@ -91,6 +100,10 @@ def test_critical_mutes_warnings_of_its_gate_and_exporter_down_mutes_its_exporte
     receiver.wait_for_alert("/qualitygate-pager", alertname="QualityGateCriticalFailing", gate="g1")
     receiver.wait_for_alert("/qualitygate-pager", alertname="QualityGateExporterDown", instance="127.0.0.1:9917")
     receiver.wait_for_alert("/qualitygate-ticket", alertname="QualityGateStale", gate="g2")
+    receiver.wait_for_alert("/qualitygate-pager", alertname="QualityGateErrorBudgetBurn", gate="g4")
+    receiver.wait_for_alert("/qualitygate-ticket", alertname="QualityGateUptimeBelowObjective", gate="g5")
     receiver.wait_for_alert("/qualitygate-ticket", alertname="QualityGateConfigReloadFailed", instance="127.0.0.1:9916")
     delivered = [a["labels"] for path in ("/qualitygate-pager", "/qualitygate-ticket") for a in receiver.alerts(path)]
     assert not [labels for labels in delivered if labels in [ALERTS[n] for n in INHIBITED]]
+    pages = [a["labels"] for a in receiver.alerts("/qualitygate-pager") if a["labels"].get("gate") in ("g4", "g5")]
+    assert pages == [ALERTS["burn-page-g4"]], "one outage, one page"

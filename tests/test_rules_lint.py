@@ -11,7 +11,7 @@ from rules_support import PROMETHEUS_METRICS, RUNBOOKS, github_anchors, metric_n
 
 # The metric names of the contract; test_rules_exporter.py checks the rules against a real
 # exporter's /metrics as well.
-CONTRACT_METRICS = set(exposition.CONTRACT_METRICS)
+CONTRACT_METRICS = set(exposition.CONTRACT_METRICS) | {"qualitygate_web_info"}  # --web.external-url, serve only
 SEVERITIES = {"critical", "warning", "info"}
 
 # The table: alert -> (severities, `for`).
@@ -19,6 +19,7 @@ SPEC = {
     "QualityGateCriticalFailing": ({"critical"}, {"5m"}),
     "QualityGateImportantFailing": ({"warning"}, {"15m"}),
     "QualityGateEnhancementFailing": ({"info"}, {"1h"}),
+    "QualityGateUptimeBelowObjective": ({"warning"}, {"1h"}),
     "QualityGateProbeError": ({"warning"}, {"10m"}),
     "QualityGateAwaitingEvidence": ({"info"}, {"1h"}),
     "QualityGateEvidenceExpired": ({"warning"}, {"5m"}),

@@ -69,7 +69,7 @@ def test_the_unit_tests_order_every_group():
 def test_amtool_check_config():
     result = run("amtool", "check-config", str(SHIPPED_ALERTMANAGER))
     assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
-    assert "2 inhibit rules" in result.stdout
+    assert "3 inhibit rules" in result.stdout
 
 
 @pytest.mark.parametrize(("labels", "receiver"), [
