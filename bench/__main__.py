@@ -27,6 +27,7 @@ BENCHMARKS = {
     "P3": ("bench.p3_schedule", "10,000 gates at 15 s"),
     "P4": ("bench.p4_startup", "validate and start-up of 10,000 gates"),
     "P5": ("bench.p5_command", "command gates"),
+    "P6": ("bench.status_page", "the status page at 10,000 gates"),
 }
 
 

@@ -38,7 +38,7 @@ from exporter.web.evidenceview import gate_probe
 from exporter.web.filters import BadRequest, Filters, filter_links, parse_filters, url
 from exporter.web.humanize import ago, checks, format_in, summary, utc_text
 from exporter.web.negotiate import accepts_gzip
-from exporter.web.overview import MIN_QUERY, SEARCH_LIMIT, find_step, minutes_ago, search, step_gates, tracker_overview
+from exporter.web.overview import MIN_QUERY, SEARCH_LIMIT, find_step, minutes_ago, overview_slices, search, step_gates
 from exporter.web.views import STATUS_LABELS, gate_view
 from exporter.web.whole import Tracked, runtime_of
 
@@ -48,7 +48,7 @@ _ETAG = re.compile(r'(?:W/)?"([^"]*)"')
 ASSET_TYPES = {"status.css": "text/css", "status.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 # No inline script or style at all: the page's JS and CSS are files served below /assets/.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")  # the search form GETs /
 PAGE_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -131,8 +131,15 @@ class StatusPage:
                                       more=len(found) > SEARCH_LIMIT, too_short=len(query.strip()) < MIN_QUERY,
                                       min_query=MIN_QUERY, title=f"Search: {config.title}", tracker_title=config.title,
                                       etag_key=repr((id(config), _query_key(request), results)), **common)
-        view = tracker_overview(config, runtime.states[name], filters, now,
-                                all_blockers=request.query.get("blockers") == "all")
+        slices = overview_slices(config, runtime.states[name], filters, now,
+                                 all_blockers=request.query.get("blockers") == "all")
+        while True:  # a slice at a time, the loop free in between (probes and scrapes keep their times)
+            try:
+                next(slices)
+            except StopIteration as done:
+                view = done.value
+                break
+            await asyncio.sleep(0)
         chart = await self.charts.get(config, runtime.states[name], now)
         return await self._render(request, "index.html", "_index_main.html", t=view, title=config.title,
                                   tracker_title=config.title, chart=chart,

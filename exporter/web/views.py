@@ -124,7 +124,16 @@ def window_strips(observed: GateState | None, window: float, now: float, name: s
     else:
         cell, count = 3600, min(48, max(1, math.ceil(window / 3600)))
     return (uptime_strip(buckets, now, 3600, 24, f"{name}, last 24 hours"),
-            uptime_strip(buckets, now, cell, count, f"{name}, last {format_duration(window)}", ratio))
+            uptime_strip(buckets, now, cell, count, f"{name}, last {_window_words(window)}", ratio))
+
+
+def _window_words(window: float) -> str:
+    """`30 days`, `12 hours`, else the duration as config writes it (`4w2d` reads worse than `30 days`)."""
+    for size, unit in ((86400, "day"), (3600, "hour")):
+        if window >= size and window % size == 0:
+            n = int(window // size)
+            return f"{n} {unit}{'' if n == 1 else 's'}"
+    return format_duration(window)
 
 
 def gate_view(gate: Gate, st: GateState | None, now: float, clock: Callable[[float | None, float], str] = ago,
