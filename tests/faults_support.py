@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import ssl
 import struct
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from aiohttp import web
 
 
 @dataclass(frozen=True)
@@ -130,3 +134,105 @@ def until_closed(sock: socket.socket, limit: float) -> tuple[float | None, bytes
             return time.monotonic() - start, got
         got += chunk
     return None, got
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Live processes whose environment holds `name=value` (only our own user's are readable).
+
+    A command gate's children inherit the variables its `env` sets whatever session, group or
+    parent they end up with, so a unique value finds every process a test's gates started."""
+    entry_bytes = f"{name}={value}".encode()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            state = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if entry_bytes in environ and state[state.rindex(")") + 2] != "Z":
+            out.append(int(entry))
+    return out
+
+
+def gzip_bomb(gib: int) -> bytes:
+    """One gzip member that inflates to `gib` GiB of zeros, in about 2 MB per GiB, built in about a
+    second instead of deflating every byte (zlib takes 9 s for 2 GiB at level 9).
+
+    Each 16 MiB chunk of zeros is deflated with a sync flush; once the window is all zeros every
+    chunk deflates to the same bytes, so that block is repeated, then closed with the member's CRC
+    and size as gzip wants them."""
+    chunk = bytes(1 << 24)
+    count = gib * 64
+    deflater = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS + 16)
+    first = deflater.compress(chunk) + deflater.flush(zlib.Z_SYNC_FLUSH)
+    steady = deflater.compress(chunk) + deflater.flush(zlib.Z_SYNC_FLUSH)
+    final_block = deflater.flush()[:-8]  # the empty final block, without this object's own trailer
+    crc = 0
+    for _ in range(count):
+        crc = zlib.crc32(chunk, crc)
+    return first + steady * (count - 1) + final_block + struct.pack("<II", crc, (count << 24) & 0xFFFFFFFF)
+
+
+def write_huge_junit(path: Path, mib: int) -> int:
+    """A JUnit report of at least `mib` MiB: one failing test case, then passing ones; returns how
+    many test cases it holds (about 90 bytes each: 120 MiB is 1.4 million, written in under a second)."""
+    case = b'<testcase classname="pkg.module.TestSomethingLong" name="test_case_%07d" time="0.001"/>\n'
+    cases, size = 1, 0
+    with open(path, "wb") as out:
+        out.write(b'<?xml version="1.0" encoding="utf-8"?>\n<testsuites><testsuite name="huge">\n'
+                  b'<testcase classname="pkg" name="broken"><failure message="boom">x</failure></testcase>\n')
+        while size < mib << 20:
+            data = b"".join(case % (cases + i) for i in range(10_000))
+            out.write(data)
+            size += len(data)
+            cases += 10_000
+        out.write(b"</testsuite></testsuites>\n")
+    return cases
+
+
+class LoopbackHTTP:
+    """An aiohttp server on 127.0.0.1:0 in a thread of its own, answering fixed bodies per path.
+
+    `routes` maps a path to (body, headers); anything else is a 404."""
+
+    def __init__(self, routes: dict[str, tuple[bytes, dict[str, str]]]):
+        self.routes = routes
+        self.hits: dict[str, int] = dict.fromkeys(routes, 0)
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(started,), daemon=True)
+        self._thread.start()
+        if not started.wait(30) or not self.port:
+            raise RuntimeError("the loopback HTTP server did not start")
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        found = self.routes.get(request.path)
+        if found is None:
+            return web.Response(status=404)
+        self.hits[request.path] += 1
+        body, headers = found
+        return web.Response(body=body, headers=headers)
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))  # bound here, so that its port is known without a race
+        self.port = sock.getsockname()[1]
+        self._loop.run_until_complete(web.SockSite(self._runner, sock).start())
+        started.set()
+        self._loop.run_forever()
+
+    def close(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
