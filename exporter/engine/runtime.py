@@ -132,7 +132,11 @@ class Runtime:
         """Apply the first config (restoring stored state) without evaluating anything yet."""
         self.scheduler = Scheduler(self._make_ctx, self._on_result, self.max_concurrency)
         self.evidence.set_tokens(read_tokens(configs))  # before anything listens: blocking is fine here
+        if self.store is not None:  # at start, stored histories load in a thread: /-/ready does not wait
+            self.store.defer_histories = True
         self.apply(self._my_part(configs))
+        if self.store is not None:
+            self.store.defer_histories = False
         self.reload_ok, self.reload_ok_at = True, time.time()
 
     async def start(self, configs: list[Config] | None = None) -> None:

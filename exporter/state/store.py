@@ -131,6 +131,7 @@ class Store:
         self._thread: threading.Thread | None = None
         self._last_error = ""
         self._last_error_log = 0.0
+        self.defer_histories, self.histories_pending = False, 0  # restore() leaves histories to threads (start-up)
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -297,19 +298,19 @@ class Store:
         if self._reader is None:
             return 0
         self.flush(timeout=5.0)
-        wanted = None if gate_ids is None else set(gate_ids)
-        t0 = time.monotonic()
+        wanted, t0 = (None if gate_ids is None else set(gate_ids)), time.monotonic()
         try:
             with self._reader_lock:
-                got = restoring.gate_states(self._reader, tracker, wanted)
+                got, later = restoring.gate_states(self._reader, tracker, wanted, histories=not self.defer_histories)
         except Exception as exc:  # rows are checked one by one; this is the file failing as a whole
             self._fault("cannot read stored state; those gates start empty", exc)
             log.debug("restore failed", exc_info=True)
             return 0
         state.gates.update(got)
         if got:
-            log.info("restored stored state", extra=kv(tracker=tracker, gates=len(got),
-                                                       seconds=round(time.monotonic() - t0, 3)))
+            log.info("restored stored state", extra=kv(tracker=tracker, gates=len(got), seconds=time.monotonic() - t0))
+        if later is not None:  # start-up: histories follow in a thread, /-/ready does not wait for them
+            later.start(self)
         return len(got)
 
     def flush(self, timeout: float = 10.0) -> bool:
