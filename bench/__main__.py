@@ -28,11 +28,17 @@ BENCHMARKS = {
     "P4": ("bench.p4_startup", "validate and start-up of 10,000 gates"),
     "P5": ("bench.p5_command", "command gates"),
     "P6": ("bench.status_page", "the status page at 10,000 gates"),
+    "P7": ("bench.p7_restart", "restart with a month of state"),
+}
+# Long ones, only with --long (or named in --only): each has its own time limit.
+LONG = {
+    "PLATEAU": ("bench.soak", "memory plateau: 10,000 gates at 15 s until every history is full"),
+    "SOAK": ("bench.soak", "soak: flipping gates, reloads, scrapes"),
 }
 
 
 def _overtime(signum: int, frame: object) -> None:
-    raise TimeoutError(f"benchmark took longer than {LIMIT} s")
+    raise TimeoutError("benchmark took longer than its time limit")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,26 +46,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and durations: proves the suite runs (CI)")
     parser.add_argument("--only", default="", metavar="P1,P2", help="run only these benchmarks")
+    parser.add_argument("--long", action="store_true", help="also the memory plateau and the soak (35 min or more)")
+    parser.add_argument("--soak-minutes", type=float, default=30.0, metavar="MIN", help="length of the soak")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), metavar="DIR", help="where the JSON goes")
     args = parser.parse_args(argv)
-    chosen = [b.strip().upper() for b in args.only.split(",") if b.strip()] or list(BENCHMARKS)
-    unknown = [b for b in chosen if b not in BENCHMARKS]
+    known = {**BENCHMARKS, **LONG}
+    chosen = [b.strip().upper() for b in args.only.split(",") if b.strip()] or \
+        list(BENCHMARKS) + (list(LONG) if args.long else [])
+    unknown = [b for b in chosen if b not in known]
     if unknown:
-        parser.error(f"unknown benchmark {unknown[0]} (one of {', '.join(BENCHMARKS)})")
+        parser.error(f"unknown benchmark {unknown[0]} (one of {', '.join(known)})")
 
     info = machine()
     rows: list[Row] = []
     t_start = time.monotonic()
     for name in chosen:
-        module_name, what = BENCHMARKS[name]
+        module_name, what = known[name]
+        limit = LIMIT if name in BENCHMARKS else int(args.soak_minutes * 60 + 1200)
         print(f"== {name}: {what}{' (smoke)' if args.smoke else ''}", file=sys.stderr, flush=True)
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"qg-bench-{name.lower()}-") as tmp:
             signal.signal(signal.SIGALRM, _overtime)
-            signal.alarm(LIMIT)
+            signal.alarm(limit)
             try:
                 module = importlib.import_module(module_name)
-                got = module.run(Path(tmp), args.smoke)
+                if name in LONG:
+                    got = getattr(module, name.lower())(Path(tmp), args.smoke, args.soak_minutes)
+                else:
+                    got = module.run(Path(tmp), args.smoke)
             except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others' rows
                 traceback.print_exc()
                 got = [Row(name, what, None, "", error=f"{type(exc).__name__}: {exc}")]

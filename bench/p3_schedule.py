@@ -1,6 +1,7 @@
 """P3: 10,000 gates at a 15 s interval (half http against local nginx, half file) for 2 minutes.
 
-After start-up (every gate evaluated once: the compressed first round is P4's business), the
+P3e reads the lag gauge one minute after launch: the first round (spread at most 1,000 gates a
+second, exporter/engine/scheduler.py) and the first second runs. Then, in steady state, the
 exporter runs for the window while Prometheus-like scrapes (gzip, every 15 s) read:
 - qualitygate_scheduler_lag_seconds (p99 of start minus due time over the last minute), read at
   the end of each minute of the window, so the readings cover the whole window; the worst counts;
@@ -50,6 +51,9 @@ def run(workdir: Path, smoke: bool) -> list[Row]:
         config = gen.write(workdir / "p3.yml", gen.mixed_config(gates, target, str(fresh), http_share=0.5,
                                                                 interval=f"{interval:g}s"))
         with exporter(config, workdir) as exp:
+            # The first minute after start, first round included: the gauge read at its end covers it all.
+            time.sleep(max(0.0, exp.started + minute - time.monotonic()))
+            first_minute = exp.samples("qualitygate_scheduler_lag_seconds")["qualitygate_scheduler_lag_seconds"]
             exp.wait_evaluated(120)
             # Second runs begin one interval after start, in each gate's own slot: from then on it is steady.
             time.sleep(max(0.0, exp.started + exp.ready_after + interval - time.monotonic()))
@@ -88,6 +92,8 @@ def run(workdir: Path, smoke: bool) -> list[Row]:
         Row("P3b", f"evaluations skipped, {what} (ran {evaluations:,.0f} of ~{expected:,.0f} due)", skipped, "",
             target="0", ok=skipped == 0, details={"see": "P3"}),
         Row("P3c", f"peak RSS, {what}", peak_mb, "MB", target="< 150 MB", ok=peak_mb < 150, details={"see": "P3"}),
+        Row("P3e", f"p99 schedule lag in the first minute after a start of {gates:,} gates (first round included)",
+            first_minute * 1e3, "ms", target="< 1 s", ok=first_minute < 1.0, details={"see": "P3"}),
         Row("P3d", f"state of {gates:,} gates once each holds its full history (50 evaluations, reached after "
                    f"{50 * interval / 60:g} min), in-process", full_history_mb(gates), "MB", target="(informational)",
             ok=None),

@@ -47,31 +47,21 @@ def buckets_after(days: int, interval: float, now: float) -> dict[int, tuple[int
     return {k: (p, t) for k, (p, t) in out.items()}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gates", type=int, default=10_000)
-    ap.add_argument("--interval", type=float, default=15.0)
-    ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--path", default=None, help="state file to write (default: a temporary one)")
-    args = ap.parse_args()
-    path = args.path or os.path.join(tempfile.mkdtemp(prefix="qg-bench-"), "state.db")
-    now = time.time()
-    ids = [f"gate-{i:05d}" for i in range(args.gates)]
-    config = parse_config(config_text(args.gates, args.days))
-
+def write(path: str, gates: int, interval: float, days: int, now: float) -> dict[str, float]:
+    """A state file of `gates` gates after `days` at `interval` (buckets compacted, full histories); timings."""
+    ids = [f"gate-{i:05d}" for i in range(gates)]
+    config = parse_config(config_text(gates, days))
     store = open_store(path)
     store.configured([config])
-    shape = buckets_after(args.days, args.interval, now - HISTORY * args.interval)
+    shape = buckets_after(days, interval, now - HISTORY * interval)
     t0 = time.perf_counter()
     for n, gid in enumerate(ids, 1):
         store.merge_buckets(TRACKER, gid, shape)
         if n % 500 == 0:
             store.flush(3600)  # stay far below the queue's bound (it drops the oldest beyond 200,000)
     store.flush(3600)
-    bucket_rows = len(shape) * len(ids)
     t_buckets = time.perf_counter() - t0
-
-    results = [Result(gid, "pass" if k % 100 else "fail", now - (HISTORY - k) * args.interval, 0.012,
+    results = [Result(gid, "pass" if k % 100 else "fail", now - (HISTORY - k) * interval, 0.012,
                       {"value": 0.012, "status": 200.0, "response_time": 0.012}, "")
                for k in range(HISTORY) for gid in ids]
     t0 = time.perf_counter()
@@ -84,12 +74,28 @@ def main() -> int:
         store.flush(3600)
     t_record = time.perf_counter() - t0
     assert store.dropped == 0 and store.errors == 0, (store.dropped, store.errors)
-
     t0 = time.perf_counter()
     store.maintain(now)
     store.flush(3600)
     t_maintain = time.perf_counter() - t0
     store.close_sync()
+    return {"bucket_rows": len(shape) * gates, "per_gate": len(shape), "t_buckets": t_buckets,
+            "results": len(results), "t_enqueue": t_enqueue, "t_record": t_record, "t_maintain": t_maintain}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gates", type=int, default=10_000)
+    ap.add_argument("--interval", type=float, default=15.0)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--path", default=None, help="state file to write (default: a temporary one)")
+    args = ap.parse_args()
+    path = args.path or os.path.join(tempfile.mkdtemp(prefix="qg-bench-"), "state.db")
+    now = time.time()
+    ids = [f"gate-{i:05d}" for i in range(args.gates)]
+    w = write(path, args.gates, args.interval, args.days, now)
+    bucket_rows, t_buckets, t_record, t_enqueue, t_maintain = (w["bucket_rows"], w["t_buckets"], w["t_record"],
+                                                                w["t_enqueue"], w["t_maintain"])
     size = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
 
     t0 = time.perf_counter()
@@ -106,10 +112,11 @@ def main() -> int:
 
     print(f"gates={args.gates} interval={args.interval:g}s simulated_days={args.days} file={path}")
     print(f"evaluations represented: {total * args.gates:,} ({passed / total:.4f} of them passing)")
-    print(f"uptime bucket rows: {bucket_rows:,} per-gate {len(shape)}; merged in {t_buckets:.1f}s "
+    print(f"uptime bucket rows: {bucket_rows:,.0f} per-gate {w['per_gate']:.0f}; merged in {t_buckets:.1f}s "
           f"({bucket_rows / t_buckets:,.0f} rows/s)")
-    print(f"record(): {len(results):,} evaluations, enqueue {t_enqueue / len(results) * 1e6:.2f} us/call on the loop, "
-          f"committed in {t_record:.1f}s ({len(results) / t_record:,.0f} evaluations/s); "
+    n = w["results"]
+    print(f"record(): {n:,.0f} evaluations, enqueue {t_enqueue / n * 1e6:.2f} us/call on the loop, "
+          f"committed in {t_record:.1f}s ({n / t_record:,.0f} evaluations/s); "
           f"needed at this load: {args.gates / args.interval:,.0f}/s")
     print(f"compaction pass (maintain): {t_maintain:.2f}s")
     print(f"state file size: {size / 1e6:.1f} MB ({size / args.gates / 1024:.1f} KiB per gate)")

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ROWS = ("P1", "P1b", "P1c", "P1d", "P2", "P2b", "P2c", "P3", "P3b", "P3c", "P3d", "P4", "P4b", "P5")
+ROWS = ("P1", "P1b", "P1c", "P1d", "P2", "P2b", "P2c", "P2d", "P3", "P3b", "P3c", "P3e", "P3d", "P4", "P4b", "P5",
+        "P7", "P7b")
 TOOLS = ("nginx", "prometheus-blackbox-exporter")
 
 
@@ -28,7 +29,7 @@ def test_smoke_run_produces_every_row(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((tmp_path / "latest-smoke.json").read_text())
     rows = {r["id"]: r for r in doc["rows"]}
-    assert tuple(rows) == ROWS
+    assert [r for r in rows if r in ROWS] == list(ROWS)  # (other rows, e.g. P6's, are checked by their own tests)
     for rid, row in rows.items():
         assert row["error"] == "", f"{rid}: {row['error']}"
         assert isinstance(row["ours"], (int, float)), rid
