@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from exporter.config.units import FAMILIES
+from exporter.exposition.gates import CONTRACT_METRICS
+
 DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
 
 # File -> (uid, title). The uids are a public interface: links, bookmarks and provisioning use them.
@@ -17,28 +20,9 @@ EXPECTED = {
     "exporter.json": ("qualitygate-exporter", "Quality gates / Exporter"),
 }
 
-# Metric names the dashboards may use: the exporter's contract, plus what Prometheus and the
-# Python client add to every target. Anything else is a typo or an undocumented metric.
-KNOWN_METRICS = {
-    "gate_passed",
-    "gate_probe_error",
-    "gate_value",
-    "gate_threshold",
-    "gate_evaluation_duration_seconds",
-    "gate_interval_seconds",
-    "gate_objective_ratio",
-    "gate_last_evaluation_timestamp_seconds",
-    "gate_last_pass_timestamp_seconds",
-    "gate_evaluations_total",
-    "gate_uptime_ratio",
-    "gate_info",
-    "step_completion_ratio",
-    "phase_completion_ratio",
-    "tracker_completion_ratio",
-    "tracker_gates",
-    "qualitygate_build_info",
-    "qualitygate_config_last_reload_successful",
-    "qualitygate_config_last_reload_success_timestamp_seconds",
+# Metric names the dashboards may use: the exporter's contract, its own health metrics, plus what
+# Prometheus and the Python client add to every target. Anything else is a typo or an undocumented metric.
+KNOWN_METRICS = set(CONTRACT_METRICS) | {
     "qualitygate_scheduler_lag_seconds",
     "qualitygate_scrape_duration_seconds",
     "up",
@@ -57,13 +41,34 @@ def load(name: str) -> dict:
 
 
 def all_panels() -> list[tuple[str, dict]]:
-    """(file name, panel) for every panel of every dashboard, rows' children included."""
+    """(file name, panel) for every panel of every dashboard, rows' children included, row headers not."""
     found = []
     for name in EXPECTED:
         for panel in load(name)["panels"]:
-            found.append((name, panel))
+            if panel["type"] != "row":
+                found.append((name, panel))
             found.extend((name, child) for child in panel.get("panels", []))
     return found
+
+
+def field_mappings(panel: dict, column: str) -> list[dict]:
+    """The value mappings that apply to `column` of a panel: the defaults', then its own override's."""
+    config = panel["fieldConfig"]
+    mappings = list(config["defaults"].get("mappings", []))
+    for item in config["overrides"]:
+        if item["matcher"] == {"id": "byName", "options": column}:
+            mappings += [m for prop in item["properties"] if prop["id"] == "mappings" for m in prop["value"]]
+    return mappings
+
+
+def column_property(panel: dict, column: str, prop_id: str) -> object:
+    """The value of one override property of a table column (None: not overridden)."""
+    for item in panel["fieldConfig"]["overrides"]:
+        if item["matcher"] == {"id": "byName", "options": column}:
+            for prop in item["properties"]:
+                if prop["id"] == prop_id:
+                    return prop["value"]
+    return None
 
 
 PANELS = all_panels()
@@ -171,10 +176,7 @@ def test_status_encoding_is_the_same_everywhere():
     status_panels = [(name, p) for name, p in PANELS if shows_status(p)]
     assert len(status_panels) >= 5
     for name, panel in status_panels:
-        config = panel["fieldConfig"]
-        mappings = list(config["defaults"].get("mappings", []))
-        for item in config["overrides"]:
-            mappings += [m for prop in item["properties"] if prop["id"] == "mappings" for m in prop["value"]]
+        mappings = field_mappings(panel, "Status")
         texts = {k: v["text"] for m in mappings for k, v in m["options"].items()}
         assert texts == {"0": "FAIL", "1": "PASS", "2": "ERROR"}, (name, panel["title"])
 
@@ -204,6 +206,12 @@ def test_overview_has_the_panels_the_issue_lists():
         "Gates": "table",
         "Blockers": "table",
         "Gate status over time": "state-timeline",
+        "Evidence": "row",
+        "Awaiting evidence": "stat",
+        "Evidence expiring within 7 days": "stat",
+        "Oldest evidence": "stat",
+        "Manual vs measured": "table",
+        "Evidence per gate": "table",
     }
     failing = next(p for p in load("overview.json")["panels"] if p["title"] == "Failing critical gates")
     steps = failing["fieldConfig"]["defaults"]["thresholds"]["steps"]
@@ -222,3 +230,64 @@ def test_exporter_dashboard_covers_the_exporters_health():
         "process_open_fds",
     ):
         assert metric in exprs
+
+
+GRAFANA_UNITS = {"percent": "percentunit", "seconds": "s", "bytes": "bytes", "number": "short"}
+
+
+def test_open_rows_hold_no_panels_and_come_before_theirs():
+    for name in EXPECTED:
+        panels = load(name)["panels"]
+        for i, row in enumerate(panels):
+            if row["type"] != "row":
+                continue
+            # Grafana shows the panels nested in a row only once it is collapsed, so an open row nests none.
+            assert row["collapsed"] is False and row["panels"] == [], (name, row["title"])
+            assert row["title"].strip() and row["gridPos"]["w"] == 24
+            after = panels[i + 1 :]
+            assert after and all(p["gridPos"]["y"] > row["gridPos"]["y"] for p in after), (name, row["title"])
+
+
+def test_gate_table_has_a_value_and_threshold_column_per_unit_family():
+    table = next(p for p in load("overview.json")["panels"] if p["title"] == "Gates")
+    organize = next(t for t in table["transformations"] if t["id"] == "organize")["options"]
+    exprs = {t["refId"]: t["expr"] for t in table["targets"]}
+    seen = set()
+    for ref, expr in exprs.items():
+        family = re.search(r'gate_info\{[^}]*unit="(\w+)"', expr)
+        if family is None:
+            continue
+        unit = family.group(1)
+        seen.add(unit)
+        metric = re.match(r"max by \([^)]*\) \((gate_value|gate_threshold)\{", expr)
+        assert metric, expr
+        column = organize["renameByName"][f"Value #{ref}"]
+        assert column_property(table, column, "unit") == GRAFANA_UNITS[unit], (column, unit)
+        assert ("threshold" in column) == (metric.group(1) == "gate_threshold"), column
+    # Every unit family the exporter labels gates with has its columns, and nothing else does.
+    assert seen == set(FAMILIES) == set(GRAFANA_UNITS)
+    assert not any("gate_value" in e or "gate_threshold" in e for r, e in exprs.items() if r in ("A", "B"))
+
+
+def test_evidence_row_counts_what_the_issue_asks():
+    panels = load("overview.json")["panels"]
+    row = next(i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == "Evidence")
+    content = {p["title"]: p for p in panels[row + 1 :]}
+    assert list(content) == [
+        "Awaiting evidence",
+        "Evidence expiring within 7 days",
+        "Oldest evidence",
+        "Manual vs measured",
+        "Evidence per gate",
+    ]
+    expr = {title: " ".join(t["expr"] for t in p["targets"]) for title, p in content.items()}
+    assert expr["Awaiting evidence"].startswith("sum by (tracker) (gate_awaiting_evidence{")
+    assert "gate_evidence_expiry_timestamp_seconds{" in expr["Evidence expiring within 7 days"]
+    assert "< 7 * 86400 > 0" in expr["Evidence expiring within 7 days"]
+    assert "time() - gate_evidence_timestamp_seconds{" in expr["Oldest evidence"]
+    for source in ("manual", "pushed", "probed"):
+        assert f'"source", "{source}"' in expr["Manual vs measured"]
+    assert content["Oldest evidence"]["fieldConfig"]["defaults"]["unit"] == "s"
+    per_gate = content["Evidence per gate"]
+    assert {m["options"]["1"]["text"] for m in field_mappings(per_gate, "Evidence")} == {"AWAITING"}
+    assert column_property(per_gate, "Lapses in", "thresholds")["steps"][-1] == {"color": "green", "value": 604800}

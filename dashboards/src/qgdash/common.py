@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 from grafana_foundation_sdk.builders import (
@@ -178,8 +179,12 @@ def compose(
     variables: list[dashboard.QueryVariable | dashboard.DatasourceVariable],
     links: list[dashboard.DashboardLink],
     panels: list[object],
+    rows: Sequence[tuple[dashboard.Row, list[object]]] = (),
 ) -> dashboard.Dashboard:
-    """A dashboard with the shared settings, then its variables, links and panels in order."""
+    """A dashboard with the shared settings, then its variables, links, panels and rows in order.
+
+    An open row holds no panels in the JSON: Grafana puts the panels that follow a row header in it.
+    """
     board = base(title, uid, description)
     for variable in variables:
         board = board.with_variable(variable)
@@ -187,6 +192,10 @@ def compose(
         board = board.link(link)
     for item in panels:
         board = board.with_panel(item)
+    for header, content in rows:
+        board = board.with_row(header)
+        for item in content:
+            board = board.with_panel(item)
     return board
 
 

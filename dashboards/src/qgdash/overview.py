@@ -5,6 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import bargauge, common, dashboard, stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.models import common as common_model
 
+from qgdash import evidence
 from qgdash.common import (
     GATES,
     LAST,
@@ -27,8 +28,8 @@ from qgdash.common import (
     timeseries_panel,
     variables,
 )
+from qgdash.units import GATE_LABELS, UNIT_FAMILIES
 
-GATE_LABELS = "tracker, phase, step, gate, tier"
 CRITICAL = 'tracker="$tracker", phase=~"$phase", tier="critical"'
 BLOCKING = GATES + ', tier=~"critical|important"'
 
@@ -40,6 +41,7 @@ PER_PHASE = (
     f" / count by (phase) (gate_info{{{GATES}}})"
 )
 
+TABLE = {"instant": True, "table": True}
 DETAIL_URL = (
     f"/d/{UID_GATE_DETAIL}?var-datasource=${{datasource}}&var-tracker=${{tracker}}"
     "&var-phase=${__data.fields.phase}&var-tier=${__data.fields.tier}&var-gate=${__data.fields.gate}"
@@ -56,6 +58,7 @@ def build() -> dashboard.Dashboard:
         variables=variables(),
         links=[link_to(UID_GATE_DETAIL, "Gate detail"), link_to(UID_EXPORTER, "Exporter")],
         panels=panels(),
+        rows=[(evidence.row(), evidence.panels())],
     )
 
 
@@ -172,28 +175,33 @@ def _completion_over_time() -> timeseries.Panel:
 
 
 def _gate_table() -> table.Panel:
-    return (
+    columns = {"title": "Title", "team": "Team", "kind": "Kind", "Value #B": "Status"}
+    order = ["phase", "step", "gate", "Title", "tier", "Kind", "Status"]
+    built = (
         panel(
             table.Panel().show_header(True),
             6,
             "Gates",
-            "Every gate with its status (PASS, FAIL or ERROR), its primary measured value and the threshold "
-            "of its first condition, in base units (seconds, ratios 0..1, bytes). Click a gate for its detail.",
+            "Every gate with its status (PASS, FAIL or ERROR), its primary measured value and the threshold of its "
+            "first condition, each in its own unit: one pair of columns per unit family (percent, time, size, plain "
+            "number, from gate_info's unit label); a family no gate has shows no columns. Click a gate for its detail.",
         )
-        .with_target(
-            query(f"max by ({GATE_LABELS}, title, team) (gate_info{{{GATES}}})", ref="A", instant=True, table=True)
-        )
+        .with_target(query(f"max by ({GATE_LABELS}, title, team, kind) (gate_info{{{GATES}}})", ref="A", **TABLE))
         .with_target(query(f"max by ({GATE_LABELS}) ({status_expr(GATES)})", ref="B", instant=True, table=True))
-        .with_target(query(f"max by ({GATE_LABELS}) (gate_value{{{GATES}}})", ref="C", instant=True, table=True))
-        .with_target(query(f"max by ({GATE_LABELS}) (gate_threshold{{{GATES}}})", ref="D", instant=True, table=True))
-        .with_transformation(MERGE)
-        .with_transformation(
-            rename(
-                {"title": "Title", "team": "Team", "Value #B": "Status", "Value #C": "Value", "Value #D": "Threshold"},
-                hide=["Time", "tracker", "Value #A"],
-                order=["phase", "step", "gate", "Title", "tier", "Status", "Value", "Threshold", "Team"],
-            )
-        )
+    )
+    for family in UNIT_FAMILIES:
+        for metric, ref, column in (
+            ("gate_value", family.value_ref, family.column),
+            ("gate_threshold", family.threshold_ref, f"{family.column} threshold"),
+        ):
+            built = built.with_target(query(family.select(metric), ref=ref, instant=True, table=True))
+            columns[f"Value #{ref}"] = column
+            order.append(column)
+            built = built.override_by_name(column, override(unit=family.grafana_unit, custom__width=110))
+    order.append("Team")
+    return (
+        built.with_transformation(MERGE)
+        .with_transformation(rename(columns, hide=["Time", "tracker", "Value #A"], order=order))
         .unit("short")
         .override_by_name(
             "Status",
