@@ -41,7 +41,7 @@ PER_PHASE = (
     f" / count by (phase) (gate_info{{{GATES}}})"
 )
 
-TABLE = {"instant": True, "table": True}
+INFO = f"gate_info{{{GATES}}}"
 DETAIL_URL = (
     f"/d/{UID_GATE_DETAIL}?var-datasource=${{datasource}}&var-tracker=${{tracker}}"
     "&var-phase=${__data.fields.phase}&var-tier=${__data.fields.tier}&var-gate=${__data.fields.gate}"
@@ -186,7 +186,7 @@ def _gate_table() -> table.Panel:
             "first condition, each in its own unit: one pair of columns per unit family (percent, time, size, plain "
             "number, from gate_info's unit label); a family no gate has shows no columns. Click a gate for its detail.",
         )
-        .with_target(query(f"max by ({GATE_LABELS}, title, team, kind) (gate_info{{{GATES}}})", ref="A", **TABLE))
+        .with_target(query(f"max by ({GATE_LABELS}, title, team, kind) ({INFO})", ref="A", instant=True, table=True))
         .with_target(query(f"max by ({GATE_LABELS}) ({status_expr(GATES)})", ref="B", instant=True, table=True))
     )
     for family in UNIT_FAMILIES:
