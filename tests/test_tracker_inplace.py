@@ -74,9 +74,9 @@ def test_seed_in_place_keeps_every_line_that_is_no_claim(seed_config):
     assert lines[58] == "## **OVERALL ENHANCEMENT PLAN STATUS: 8.6% IN PROGRESS 🔄**"
     assert lines[62] == "### **Step 1: Core Infrastructure Stabilization** ✅ **COMPLETED**"
     assert lines[65] == "**Status**: ✅ **FULLY COMPLETED** (7 of 7 gates pass)"
-    assert lines[70] == "- [x] Error recovery rate: >95% — ✅ pass: attested 100% (> 95%)"
+    assert lines[70] == "- [x] Error recovery rate: >95% — ✅ pass: attested, value 100 % is above 95 %"
     assert lines[78] == "### **Step 2: Testing & Validation Layer** ⏳ **NOT STARTED**"
-    assert lines[84] == "- [ ] E2E coverage: >=95% — ❌ fail: 91.2%, expected >= 95%"
+    assert lines[84] == "- [ ] E2E coverage: >=95% — ❌ fail: coverage 91.2 % is below 95 %"
     assert lines[85].startswith("- [ ] Integration coverage: >=90% — ⏳ not verified: not evaluated yet")
     assert lines[74] == "      **Automated Checks**: curl -f http://localhost:5005/health"  # no claim: kept
     assert lines[480].endswith("Last updated: 2025-11-12 20:20:00 UTC")
@@ -160,11 +160,11 @@ def test_crlf_and_other_heading_styles_are_kept():
     assert lines[:5] == ["Release Plan", "============", "", "Intro text.", ""]
     assert lines[5] == "## Phase 1 — Foundations (DONE)"  # "(DONE)" is no trailing status word: kept
     assert lines[7] == "Status: In Progress (1 of 3 gates pass)"
-    assert lines[8] == "Progress: 33%"
+    assert lines[8] == "Progress: 33.3%"  # 1 of 3: one decimal, as every output says it
     assert lines[10] == "#### Step 1. Build pipeline — In Progress"
     assert lines[12] == "* [X] Artifact signed: yes — ✅ pass: attested  "
     assert lines[13].startswith("+ [ ] Build time: under 15 minutes — ⏳ not verified")
-    assert lines[14] == "1. [ ] Unit coverage: at least 85% — ❌ fail: 50%, expected >= 85%"
+    assert lines[14] == "1. [ ] Unit coverage: at least 85% — ❌ fail: coverage 50 % is below 85 %"
     assert rewrite(out.text, config, status, "T.md").text == out.text
 
 
@@ -185,7 +185,7 @@ def test_document_edited_after_import_box_added_and_box_removed(seed_config):
             "'Agent health checks: 203/203 passing' matches no checkbox or check)") in out.warnings
     assert "A paragraph written after the import." in new
     mcp = next(line for line in new if line.startswith("- [x] MCP server uptime"))
-    assert mcp.endswith("✅ pass: 100% (> 99.9%)")  # matched by its text, four lines further down
+    assert mcp.endswith("✅ pass: uptime 100 % is above 99.9 %")  # matched by its text, four lines further down
     assert rewrite(out.text, seed_config, status, "TRACKER.md").text == out.text
 
 

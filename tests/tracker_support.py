@@ -40,19 +40,22 @@ def small_status() -> dict[str, Any]:
     """A hand-made status document: two phases, three steps, one gate of every status."""
     gates = [
         {"id": "health", "phase": "core", "step": "api", "title": "Health endpoint", "tier": "critical",
-         "status": "pass", "value": 0.012, "expect": ["response_time < 500ms"], "last_evaluation":
-         "2025-11-12T20:19:58Z", "last_pass": "2025-11-12T20:19:58Z", "message": "", "duration_seconds": 0.012},
+         "kind": "http", "status": "pass", "value": 0.012, "measurements": {"status": 200, "response_time": 0.012},
+         "expect": ["response_time < 500ms"], "last_evaluation": "2025-11-12T20:19:58Z",
+         "last_pass": "2025-11-12T20:19:58Z", "message": "", "duration_seconds": 0.012},
         {"id": "coverage", "phase": "core", "step": "api", "title": "Line coverage", "tier": "important",
-         "status": "fail", "value": 0.71, "expect": [">= 85%"], "last_evaluation": "2025-11-12T20:19:58Z",
-         "last_pass": None, "message": "value 0.71 does not meet >= 85%", "duration_seconds": 0.004},
+         "kind": "coverage", "status": "fail", "value": 0.71, "expect": [">= 85%"],
+         "last_evaluation": "2025-11-12T20:19:58Z", "last_pass": None, "message": "value 0.71 does not meet >= 85%",
+         "duration_seconds": 0.004},
         {"id": "smoke", "phase": "core", "step": "ops", "title": "Smoke tests <script>", "tier": "critical",
-         "status": "error", "value": None, "expect": [], "last_evaluation": "2025-11-12T20:19:59Z",
-         "last_pass": None, "message": "command not found: ./smoke.sh | tail\x07", "duration_seconds": 0.001},
+         "kind": "command", "status": "error", "value": None, "expect": [],
+         "last_evaluation": "2025-11-12T20:19:59Z", "last_pass": None,
+         "message": "command not found: ./smoke.sh | tail\x07", "duration_seconds": 0.001},
         {"id": "docs-reviewed", "phase": "docs", "step": "review", "title": "Docs reviewed", "tier": "enhancement",
          "kind": "manual", "status": "fail", "value": None, "expect": [], "last_evaluation": "2025-11-12T20:19:59Z",
          "last_pass": None, "message": "no attestation yet (qualitygate attest)", "duration_seconds": 0.0},
         {"id": "sla", "phase": "docs", "step": "review", "title": "SLA", "tier": "enhancement",
-         "status": "pending", "value": None, "expect": ["> 99.9%"], "last_evaluation": None,
+         "kind": "uptime", "status": "pending", "value": None, "expect": ["> 99.9%"], "last_evaluation": None,
          "last_pass": None, "message": ""},
     ]
     return {

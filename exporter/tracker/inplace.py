@@ -13,12 +13,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporter.config import units
 from exporter.config.model import Config, Gate
 from exporter.report.status import progress_word
 from exporter.tracker.claims import UPDATED, Document, Group, Site, read_document, steps_complete
 from exporter.tracker.evidencenote import evidence_note
 from exporter.tracker.parse import RENDERED_NOTE, clean, split_status
-from exporter.tracker.render import _inline, _pct, _value
+from exporter.tracker.render import _inline, fail_detail
+from exporter.tracker.values import named_value, pct, sentences
 
 EMOJI = {"complete": "✅", "in_progress": "🔄", "not_started": "⏳"}
 WORDS = {"complete": "COMPLETED", "in_progress": "IN PROGRESS", "not_started": "NOT STARTED"}
@@ -149,16 +151,15 @@ def _without_note(text: str) -> str:
 
 
 def gate_note(entry: dict[str, Any], gate: Gate) -> str:
-    """The short status after a gate's line: the value against the expectation, in the gate's units."""
+    """The short status after a gate's line: the value against the expectation, in the formatter's words."""
     status = str(entry.get("status") or "pending")
-    expect = [str(e) for e in entry.get("expect") or [c.text for c in gate.expect]]
-    value = _value(entry.get("value"), expect)
     msg = _inline(entry.get("message") or "", 120).replace(" — ", " - ")
-    want = " and ".join(expect)
     if status == "pass":
-        if gate.kind == "manual":
-            return "✅ pass: attested" + (f" {value} ({want})" if value and expect else "")
-        return "✅ pass" + (f": {value} ({want})" if value and expect else f": {value}" if value else "")
+        said = "; ".join(sentences(entry, gate))
+        if gate.kind == "manual":  # an attested value means something only against an expect
+            return "✅ pass: attested" + (f", {said}" if said else "")
+        said = said or named_value(entry, gate)
+        return "✅ pass" + (f": {said}" if said else "")
     if status == "pending":
         return "⏳ not verified: not evaluated yet"
     if status == "error":
@@ -166,9 +167,8 @@ def gate_note(entry: dict[str, Any], gate: Gate) -> str:
     if gate.kind == "manual" and (entry.get("value") is None or "max_age" in msg):
         why = "attestation expired" if entry.get("value") is not None else "no attestation yet"
         return f"⏳ not verified: {why} (qualitygate attest {gate.id} --value V)"
-    if value:
-        return f"❌ fail: {value}" + (f", expected {want}" if want else "")
-    return "❌ fail" + (f": {msg}" if msg else "")
+    detail = fail_detail(entry, gate, msg)
+    return "❌ fail" + (f": {detail}" if detail else "")
 
 
 def _state_word(old: str, state: str) -> str:
@@ -231,11 +231,11 @@ def _heading(line: str, site: Site, facts: _Facts, config: Config) -> tuple[str,
         return line, ""
     words = list(_WORD_RX.finditer(line)) if said else []
     fixed = _restate(line, state, words[-1] if words else None)
-    pct = _word_pct(fixed) if said else None
+    figure = _word_pct(fixed) if said else None
     problem = _state_problem(claimed, state, site.group, passed, total)
-    if pct:
-        problem = problem or _pct_problem(pct[1], passed, total, site.group)
-        fixed = fixed[: pct.start(1)] + _pct(passed / total if total else 0.0) + fixed[pct.end(1):]
+    if figure:
+        problem = problem or _pct_problem(figure[1], passed, total, site.group)
+        fixed = fixed[: figure.start(1)] + pct(passed / total if total else 0.0) + fixed[figure.end(1):]
     return fixed, problem
 
 
@@ -260,7 +260,7 @@ def _completion(line: str, site: Site, facts: _Facts, config: Config) -> tuple[s
     m = _FIELD_VALUE.match(line)
     if not m:
         return line, ""
-    value = _replace_pct(m[2], passed, total) if _PCT_RX.search(m[2]) else _pct(passed / total if total else 0.0)
+    value = _replace_pct(m[2], passed, total) if _PCT_RX.search(m[2]) else pct(passed / total if total else 0.0)
     return f"{m[1]}{value}{m[3]}", _pct_problem(m[2], passed, total, site.group)
 
 
@@ -302,7 +302,7 @@ def _all_steps(line: str, site: Site, facts: _Facts, config: Config) -> tuple[st
 
 
 def _replace_pct(text: str, passed: int, total: int) -> str:
-    return _PCT_RX.sub(_pct(passed / total if total else 0.0), text, count=1)
+    return _PCT_RX.sub(pct(passed / total if total else 0.0), text, count=1)
 
 
 def _who(group: Group, passed: int, total: int) -> str:
@@ -320,8 +320,12 @@ def _pct_problem(text: str, passed: int, total: int, group: Group) -> str:
     if not m:
         return ""
     claimed = float(m[0][:-1])
-    measured = _pct(passed / total if total else 0.0)
-    if claimed > 100 * passed / (total or 1) and m[0] != measured:
+    ratio = passed / total if total else 0.0
+    measured = pct(ratio)
+    # A figure written to fewer decimals is true when it is the measured one at its precision (67% for 2 of 3);
+    # the formatter never rounds up to 100%, so "100%" for 199 of 200 stays a false claim.
+    decimals = len(m[0][:-1].partition(".")[2])
+    if claimed > 100 * ratio and m[0] != units.percent(ratio, decimals):
         return f"claims {m[0]}, but {_who(group, passed, total)} ({measured})"
     return ""
 

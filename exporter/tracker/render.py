@@ -12,10 +12,10 @@ import re
 import shlex
 from typing import Any
 
-from exporter.config.expect import UNITS, format_number, parse_condition
-from exporter.report.badges import percent
+from exporter.config.model import Gate
 from exporter.report.status import progress_word
 from exporter.tracker.importer import TIER_PHASE_ID
+from exporter.tracker.values import named_value, pct, sentences
 
 TIER_HEADINGS = {
     "critical": "Critical Gates (Must Pass)",
@@ -78,9 +78,9 @@ class _Renderer:
         total = len(self.gates)
         waiting = sum(self._unattested(g) for g in self.gates)
         unverified = total - counts["pass"] - (counts["fail"] - waiting)
-        pct = _pct(self.status.get("overall_completion", counts["pass"] / total if total else 0.0))
+        overall = pct(self.status.get("overall_completion", counts["pass"] / total if total else 0.0))
         lines = ["## Overview", "",
-                 f"- **Overall completion**: {pct} ({counts['pass']} of {total} gates pass)",
+                 f"- **Overall completion**: {overall} ({counts['pass']} of {total} gates pass)",
                  f"- **Verified**: {counts['pass']} pass, {counts['fail'] - waiting} fail",
                  f"- **Not verified**: {unverified} ({waiting} awaiting an attestation, {counts['error']} probe "
                  f"errors, {counts['pending']} not evaluated yet)",
@@ -95,7 +95,7 @@ class _Renderer:
         ratio = passed / len(gates) if gates else 0.0
         return [f"### PHASE {self.number[p['id']]}: {_inline(p.get('title') or p['id'])} - {word}", "",
                 f"- **Status**: {word}",
-                f"- **Completion**: {_pct(ratio)} ({passed} of {len(gates)} gates pass)",
+                f"- **Completion**: {pct(ratio)} ({passed} of {len(gates)} gates pass)",
                 ""]
 
     def _steps_of(self, phase_id: str) -> list[dict[str, Any]]:
@@ -160,7 +160,7 @@ class _Renderer:
             claim = f"{title}: `{probe}`"
         else:
             claim = title
-        return f"- {box} {claim} — {self._note(g, expect)}"
+        return f"- {box} {claim} — {self._note(g)}"
 
     def _probe_text(self, g: dict[str, Any]) -> str:
         gate = self.config.gate(g.get("id", "")) if self.config is not None else None
@@ -187,13 +187,14 @@ class _Renderer:
             return False
         return g.get("value") is None or "max_age" in (g.get("message") or "")
 
-    def _note(self, g: dict[str, Any], expect: list[str]) -> str:
+    def _note(self, g: dict[str, Any]) -> str:
         status = g.get("status", "pending")
         msg = _inline(g.get("message") or "", 200)
         when = f" at {g['last_evaluation']}" if g.get("last_evaluation") else ""
-        value = _value(g.get("value"), expect)
+        gate = self.config.gate(g.get("id", "")) if self.config is not None else None
         if status == "pass":
-            return f"✅ pass{' (value ' + value + ')' if value else ''}{when}"
+            said = "; ".join(sentences(g, gate)) or named_value(g, gate)
+            return f"✅ pass{' (' + said + ')' if said else ''}{when}"
         if status == "pending":
             return "⏳ not verified: not evaluated yet"
         if status == "error":
@@ -201,8 +202,7 @@ class _Renderer:
         if self._unattested(g):
             why = "attestation expired" if g.get("value") is not None else "no attestation yet"
             return f"⚠️ not verified: {why} (qualitygate attest {g.get('id', '')} --value V)"
-        got = f"value {value}" + (f", expected {' and '.join(expect)}" if expect else "") if value else ""
-        detail = "; ".join(x for x in (got, msg) if x)
+        detail = fail_detail(g, gate, msg)
         return f"❌ FAIL{when}{': ' + detail if detail else ''}"
 
 
@@ -213,33 +213,16 @@ def _group_word(gates: list[dict[str, Any]]) -> str:
     return _WORD[progress_word(sum(g.get("status") == "pass" for g in gates), len(gates))]
 
 
-def _pct(ratio: Any) -> str:
-    try:
-        value = float(ratio)
-    except (TypeError, ValueError):
-        return "?"
-    return percent(value, 0 if value >= 0.1 else 1)
+def fail_detail(g: dict[str, Any], gate: Gate | None, msg: str) -> str:
+    """Why a gate fails: each condition that does not hold in the formatter's words, then the message.
 
-
-def _value(value: Any, expect: list[str]) -> str:
-    """A measured value in the unit of the gate's first expectation (ratios as %, times as ms/s)."""
-    if value is None:
-        return ""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return _inline(str(value), 40)
-    for text in expect:
-        try:
-            cond = parse_condition(text)
-        except ValueError:
-            continue
-        if cond.measurement != "value":
-            continue
-        if cond.unit:
-            return f"{format_number(round(v / UNITS[cond.unit], 4))}{cond.unit}"
-        break
-    return format_number(v)
+    A measured failure's message is that same sentence, said once; a message of its own (`no evidence
+    since ...`: the value held, but is too old) follows.
+    """
+    said = sentences(g, gate, failing=True)
+    if msg and not any(msg == s or msg.startswith(s + ";") for s in said):
+        said.append(msg)
+    return "; ".join(said)
 
 
 def _inline(text: Any, limit: int = 0) -> str:
