@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import parse_metrics, sample, start_serve, wait_for
+from conftest import parse_metrics, sample, start_serve
 from faults_support import (
     LoopbackHTTP,
     gzip_bomb,
@@ -157,6 +157,8 @@ class Scrape:
     threads: int
     marked: int  # live processes carrying this run's MARK
     daemons: int
+    took: float  # seconds both requests took: the exporter's loop answering, or not
+    skipped: float
 
 
 @dataclass
@@ -174,6 +176,7 @@ def scrape(url: str, pid: int, session: requests.Session) -> Scrape:
     healthy = session.get(f"{url}/-/healthy", timeout=5).status_code
     r = session.get(f"{url}/metrics", timeout=5)
     assert r.status_code == 200, r.status_code
+    took = time.time() - at
     m = parse_metrics(r.text)
     counts = {g: {x: sample(m, "gate_evaluations_total", gate=g, result=x) or 0.0 for x in ("pass", "fail", "error")}
               for g in (*HEALTHY, *HOSTILE)}
@@ -181,7 +184,20 @@ def scrape(url: str, pid: int, session: requests.Session) -> Scrape:
     st = proc_stats(pid)
     return Scrape(at, healthy, sample(m, "qualitygate_scheduler_lag_seconds") or 0.0, counts, last_eval,
                   st.fds, st.rss_kib, st.threads, len(processes_with_env(MARK, TOKEN)),
-                  sum(len(processes_with_arg(a)) for a in DAEMON_SLEEPS))
+                  sum(len(processes_with_arg(a)) for a in DAEMON_SLEEPS), took,
+                  sample(m, "qualitygate_evaluations_skipped_total") or 0.0)
+
+
+def leftovers() -> dict[int, str]:
+    """Live processes started by this run's command gates: pid -> command line."""
+    pids = set(processes_with_env(MARK, TOKEN)).union(*(processes_with_arg(a) for a in DAEMON_SLEEPS))
+    out = {}
+    for pid in sorted(pids):
+        try:
+            out[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+    return out
 
 
 def total(counts: dict[str, float]) -> float:
@@ -215,8 +231,11 @@ def test_every_hostile_target_at_once_beside_healthy_gates(tmp_path: Path, targe
         exit_seconds = time.monotonic() - stopping
     finally:
         s.stop(signal.SIGKILL)
-    wait_for(lambda: not processes_with_env(MARK, TOKEN) and not any(processes_with_arg(a) for a in DAEMON_SLEEPS),
-             timeout=5, what="every process the command gates started to be gone")
+    left = leftovers()
+    gone_by = time.monotonic() + 5  # SIGKILLed processes take a moment to be reaped
+    while left and time.monotonic() < gone_by:
+        time.sleep(0.1)
+        left = leftovers()
 
     scrapes = run.scrapes
     first, last = scrapes[0], scrapes[-1]
@@ -234,9 +253,12 @@ def test_every_hostile_target_at_once_beside_healthy_gates(tmp_path: Path, targe
           f" peak {peak_rss_kib // 1024}; threads {first.threads}..{max(sc.threads for sc in scrapes)};"
           f" marked processes max {max(sc.marked for sc in scrapes)}, daemon sleeps max"
           f" {max(sc.daemons for sc in scrapes)}; hostile {', '.join(f'{g} {last.counts[g]}' for g in HOSTILE)};"
-          f" exit {exit_seconds:.2f} s")
+          f" exit {exit_seconds:.2f} s; left behind {left}; skipped {last.skipped - first.skipped:.0f};"
+          f" slowest answers {sorted(round(sc.took, 2) for sc in scrapes)[-3:]} s;"
+          f" lag p99 per scrape {[round(sc.lag_p99, 2) for sc in scrapes]}")
 
     assert rc == 0 and exit_seconds < 5, (rc, exit_seconds, s.log()[-3000:])
+    assert left == {}, "processes the command gates started outlived the exporter"
     # /-/healthy told the truth: 200 at every scrape, and the scheduler behind it really ran
     assert [sc.healthy for sc in scrapes if sc.healthy != 200] == []
     for before, after in itertools.pairwise(scrapes):
@@ -261,6 +283,9 @@ def test_every_hostile_target_at_once_beside_healthy_gates(tmp_path: Path, targe
     assert max(sc.daemons for sc in scrapes) <= 2 * len(DAEMON_SLEEPS)
     assert max(sc.marked for sc in scrapes) <= 40
     # no fd or memory growth from the first third of the run to the last
-    assert max(fds_last) <= max(fds_first) + 8 and statistics.median(fds_last) <= statistics.median(fds_first) + 4
+    # (a count at one instant includes whatever connections and pipes are in flight then, up to a
+    # few dozen: a leak shows as a rising floor and median, not as a higher peak)
+    assert min(fds_last) <= min(fds_first) + 2 and statistics.median(fds_last) <= statistics.median(fds_first) + 4
+    assert max(sc.fds for sc in scrapes) < 128
     assert max(rss_last) <= max(rss_first) + 48 * 1024
     assert peak_rss_kib < 400 * 1024, "a report or a body was held in memory whole"
