@@ -75,14 +75,16 @@ def test_a_reload_reads_the_token_file_again_and_a_broken_one_keeps_the_old(serv
 
 
 def test_push_prints_values_in_the_units_of_expect():
-    assert human("value", 0.8734, [">= 85%"]) == "87.34%"
-    assert human("delta", -0.005, ["value >= 85%", "delta >= -0.5%"]) == "-0.5%"
-    assert human("delta", 0.01, ["delta >= -0.5%"]) == "+1%"
-    assert human("value", 0.35, ["value < 500ms"]) == "350ms"
+    assert human("value", 0.8734, [">= 85%"]) == "87.3 %"  # the one formatter (exporter.config.units)
+    assert human("delta", -0.005, ["value >= 85%", "delta >= -0.5%"]) == "-0.5 %"
+    assert human("delta", 0.01, ["delta >= -0.5%"]) == "+1 %"
+    assert human("value", 0.35, ["value < 500ms"]) == "350 ms"
     assert human("tests", 12.0, ["failures == 0"]) == "12"
-    text = describe("cov", {"tracker": "t", "status": "fail", "measurements": {"value": 0.88, "delta": -0.02},
+    text = describe("cov", {"tracker": "t", "kind": "coverage", "status": "fail",
+                            "measurements": {"value": 0.88, "delta": -0.02},
                             "expect": ["value >= 85%", "delta >= -0.5%"], "counts": False,
-                            "message": "delta -0.02 does not satisfy 'delta >= -0.5%'",
+                            "message": "delta -2 % is below -0.5 %",
                             "why_not_counted": "branch 'pr' does not decide this gate (only 'main' does)"})
-    assert text.splitlines()[0] == "FAIL t/cov: value 88%, delta -2% (expect value >= 85% and delta >= -0.5%)"
+    assert text.splitlines()[0] == "FAIL t/cov: coverage 88 % is at least 85 %; delta -2 % is below -0.5 %"
+    assert text.splitlines()[1].startswith("  not recorded")  # the message is the sentence: said once
     assert "not recorded: branch 'pr'" in text

@@ -59,7 +59,8 @@ def test_pass_fail_and_github_variables(exporter, tmp_path):
            "GITHUB_RUN_ID": "991"}
     done = push("cov", str(cobertura(tmp_path / "c.xml", 0.9)), env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("PASS t/cov: value 90%") and "recorded" in done.stdout, done.stdout
+    assert done.stdout.startswith("PASS t/cov: coverage 90 % is at least 85 % (no earlier push to compare with: "
+                                  "delta holds)\n") and "recorded" in done.stdout, done.stdout
     evidence = gate(exporter, "cov")["evidence"]
     assert evidence["commit"] == "a" * 40 and evidence["branch"] == "main", evidence
     assert evidence["run_url"] == "https://github.com/o/r/actions/runs/991", evidence
@@ -68,7 +69,9 @@ def test_pass_fail_and_github_variables(exporter, tmp_path):
     pr = {**env, "GITHUB_REF_NAME": "42/merge", "GITHUB_HEAD_REF": "feature", "GITHUB_SHA": "b" * 40}
     done = push("cov", str(cobertura(tmp_path / "c.xml", 0.88)), env=pr)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "delta -2%" in done.stdout and "not recorded" in done.stdout, done.stdout
+    # The one formatter's sentences (exporter.config.units), as check, the logs and the page say them.
+    assert done.stdout.startswith("FAIL t/cov: coverage 88 % is at least 85 %; delta -2 % is below -0.5 %\n"
+                                  "  not recorded: branch 'feature'"), done.stdout
     assert gate(exporter, "cov")["evidence"]["commit"] == "a" * 40
     assert gate(exporter, "cov")["status"] == "pass"
 

@@ -16,13 +16,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.config import units
+from exporter.config.expect import Condition, parse_condition
+
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")  # config.model.ID_RE: the client must not load the config code
+# config.model.ID_RE, kept here: config.model loads every probe kind, which a CI client has no use for.
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
 MAX_REPORT_BYTES = 32 * 1024 * 1024  # the exporter's default --web.max-evidence-bytes
-# config.expect's condition syntax, enough to find a measurement's unit (the client loads no config code).
-_CONDITION = re.compile(r"^\s*(?:(?P<measurement>[a-z_][a-z0-9_]*)\s*)?(?:<=|>=|==|!=|<|>)\s*\S+?\s*"
-                        r"(?P<unit>%|ms|s|m|h|d)?\s*$")
-_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Counts a judgement shows beside its sentences when no condition names them.
+_COUNTS = ("tests", "failures", "errors", "warnings")
 
 
 class PushError(Exception):
@@ -88,37 +90,60 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     return EXIT_PASS if doc.get("status") == "pass" else EXIT_FAIL
 
 
-def human(name: str, value: float, expect: Sequence[str]) -> str:
-    """A measurement in the unit its expect condition is written in (85%, 350ms), else as a number."""
-    unit = ""
+def _conditions(expect: Sequence[str]) -> list[Condition]:
+    out = []
     for text in expect:
-        m = _CONDITION.match(text)
-        if m and (m["measurement"] or "value") == name:
-            unit = m["unit"] or ""
-            break
-    if unit == "%":
-        shown = f"{value * 100:.2f}".rstrip("0").rstrip(".")
-        return f"{'+' if name == 'delta' and value > 0 else ''}{shown}%"
-    if unit in _SECONDS:
-        return f"{value / _SECONDS[unit]:g}{unit}"
-    return f"{value:g}"
+        try:
+            out.append(parse_condition(text))
+        except ValueError:
+            continue  # an exporter newer than this client: its condition is still in `message`
+    return out
+
+
+def _shown_as(name: str, kind: str) -> str:
+    """time | ratio | bytes | count | number for a measurement of a judgement (units.measurement_kind, no Gate)."""
+    if name in ("value", "delta"):
+        return units.kind_of_value(kind)
+    if name in units.TIME_MEASUREMENTS:
+        return "time"
+    if name == "size":
+        return "bytes"
+    return "count" if name in units.COUNT_MEASUREMENTS else "number"
+
+
+def human(name: str, value: float, expect: Sequence[str], kind: str = "") -> str:
+    """A measurement in the unit its expect condition is written in (`85 %`, `350 ms`): the one formatter."""
+    cond = next((c for c in _conditions(expect) if c.measurement == name), None)
+    mkind = _shown_as(name, kind)
+    shown = units.pair(mkind, cond, value)[0] if cond is not None else \
+        units.show(value, units.display_unit(mkind, None, value))
+    return f"+{shown}" if name == "delta" and value > 0 else shown
 
 
 def describe(gate: str, doc: Mapping[str, Any]) -> str:
-    """The judgement: status, gate and measured values in the units of the gate's expect, then why."""
+    """The judgement: status, gate, each condition in the formatter's words (`coverage 88 % is at least 85 %`)."""
     status = str(doc.get("status", "?"))
     expect = [str(e) for e in doc.get("expect") or [] if isinstance(e, str)]
+    kind = str(doc.get("kind") or "")
     got = doc.get("measurements")
-    values: Mapping[str, Any] = got if isinstance(got, Mapping) else {}
+    values = {str(k): float(v) for k, v in (got.items() if isinstance(got, Mapping) else ())
+              if isinstance(v, int | float) and not isinstance(v, bool)}
+    conditions = _conditions(expect)
+    said = [units.sentence(kind, c, values[c.measurement]) for c in conditions if c.measurement in values]
+    named = {c.measurement for c in conditions}
+    said += [f"{units.name_of(kind, k)} {human(k, values[k], expect, kind)}" for k in ("value", *_COUNTS)
+             if k in values and k not in named]
     line = f"{status.upper()} {doc.get('tracker', '')}/{gate}".replace(" /", " ")
-    shown = [f"{k} {human(k, v, expect)}" for k, v in values.items() if isinstance(v, (int, float)) and
-             not isinstance(v, bool) and k in ("value", "delta", "tests", "failures", "errors", "warnings")]
-    if shown:
-        line += ": " + ", ".join(shown)
-    if expect:
-        line += f" (expect {' and '.join(expect)})"
-    if doc.get("message"):
-        line += f"\n  {doc['message']}"
+    if said:
+        line += ": " + "; ".join(said)
+    unmeasured = [c.text for c in conditions if c.measurement not in values and c.measurement != "delta"]
+    if unmeasured:
+        line += f" (not measured: {' and '.join(unmeasured)})"
+    if any(c.measurement == "delta" for c in conditions) and "delta" not in values:
+        line += " (no earlier push to compare with: delta holds)"
+    message = str(doc.get("message") or "")
+    if message and message not in said:  # a failure's message is its sentence: said once
+        line += f"\n  {message}"
     if doc.get("counts"):
         line += "\n  recorded: this push decides the gate"
     else:

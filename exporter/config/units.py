@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from exporter.config.expect import UNITS, Condition, format_number, parse_condition
-from exporter.config.model import Gate
+
+if TYPE_CHECKING:  # config.model loads every probe kind: `qualitygate push` formats without them
+    from exporter.config.model import Gate
 
 # The unit families a value is exported with (gate_info{unit}, docs/alerting.md): the alert
 # templates pick humanizePercentage, humanizeDuration or a plain number by it.

@@ -154,7 +154,7 @@ def _parse(gate: Gate, data: bytes, meta: Meta, counts_hint: bool) -> tuple[Meas
 
 def _answer(config: Config, gate: Gate, judged: Judged, push: Push, persisted: bool) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "tracker": config.tracker, "gate": gate.id, "status": judged.outcome,
+        "tracker": config.tracker, "gate": gate.id, "kind": gate.kind, "status": judged.outcome,
         "value": judged.values.get("value"), "measurements": judged.values, "message": judged.message,
         "counts": judged.counts, "expect": gate.expect_text, "digest": f"sha256:{push.sha256}", "size": push.size,
         "received_at": push.received_at, "persisted": persisted,
