@@ -8,6 +8,7 @@ from multidict import MultiDict
 from exporter.config.model import parse_config
 from exporter.web.filters import BadRequest, Filters, parse_filters
 from exporter.web.humanize import ago, checks, summary
+from exporter.web.statuspage import make_environment
 from exporter.web.views import uptime_strip
 
 CONFIG = """
@@ -146,3 +147,11 @@ def test_large_counts_get_thousands_separators():
     assert strip.summary == "Last 30 days: 5,700 of 5,760 evaluations passed (99.0 %); 1 day with failures."
     assert 'title="1970-02-10 UTC: 5,700 of 5,760 passed (99.0 %)"' in strip.cells_html
     assert strip.cells[-1].level == "high"
+
+
+@pytest.mark.parametrize("ratio, expected", [
+    (2 / 3, "66.7 %"), (1 / 3, "33.3 %"), (199 / 200, "99.5 %"), (1999 / 2000, "99.9 %"), (1.0, "100 %"),
+    (1e-6, "0.1 %"), (0.0, "0 %"), (0.2, "20 %"),
+])
+def test_completion_figures_have_one_decimal_and_never_claim_all_or_none(ratio, expected):
+    assert make_environment().filters["pct"](ratio) == expected

@@ -148,6 +148,7 @@ async def test_overview_shows_blockers_phases_steps_and_gates(site):
     assert body.index('id="blockers-h"') < body.index('id="phase-build"')
     text = page.text
     assert "20 % (1 of 5 gates pass)" in text
+    assert "33.3 % (1 of 3 gates pass)" in text  # one decimal, as every output says it: never "33 %"
     assert "Build &amp; test" not in text and "Build & test" in text
     assert "status 200 is 200" in text and "response_time 212 ms is below 500 ms" in text
     assert "72.4 % is below 85 % (not met)" in text

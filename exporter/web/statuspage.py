@@ -80,7 +80,8 @@ def make_environment() -> jinja2.Environment:
     """The template environment: package templates, autoescaping on for everything."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("exporter.web", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["pct"] = lambda r: percent(r, 0).replace("%", " %")
+    # One decimal, as every output says it: 2 of 3 is 66.7 %, and 199 of 200 never shows as 100 %.
+    env.filters["pct"] = lambda r: percent(r).replace("%", " %")
     env.filters["rfc3339"] = rfc3339
     env.filters["utc"] = utc_text
     env.filters["duration"] = format_duration
