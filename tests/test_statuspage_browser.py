@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from exporter.report.badges import percent
 from exporter.state.store import open_store
 from tests.conftest import ROOT, Served, start_serve, wait_for, wait_listening
 
@@ -317,7 +318,7 @@ def _api_state(doc: dict[str, Any]) -> dict[str, Any]:
         "rows": {g["id"]: g["status"] for g in doc["gates"]},
         "counts": {t: {names[k]: v for k, v in c.items()} for t, c in doc["quality_gates"].items()},
         "blockers": [b["gate"] for b in doc["blockers"]],
-        "overall": f"{100 * doc['overall_completion']:.0f} %",
+        "overall": percent(doc["overall_completion"]).replace("%", " %"),  # the one formatter: 66.7 %, not 67 %
     }
 
 

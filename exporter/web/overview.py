@@ -19,6 +19,7 @@ from exporter.report.status import BLOCKING_TIERS, awaiting, rfc3339
 from exporter.state.memory import State
 from exporter.web.filters import Filters
 from exporter.web.views import STATUS_LABELS, gate_view
+from exporter.web.whole import UnknownGate
 
 INLINE_GATES = 60  # gates rendered on the overview itself, in steps that need attention
 BLOCKERS_SHOWN = 50  # blockers listed on the overview; the rest behind ?blockers=all
@@ -165,7 +166,7 @@ def overview_slices(config: Config, state: State, filters: Filters, now: float,
                 if waits:
                     waiting.append({"gate": g.id, "phase": g.phase, "step": g.step, "title": g.title,
                                     "tier": g.tier, "kind": g.kind, "message": r.message if r else ""})
-                elif g.tier in BLOCKING_TIERS and status in (FAIL, ERROR):
+                elif g.tier in BLOCKING_TIERS and status in (FAIL, ERROR) and not isinstance(st, UnknownGate):
                     since = st.since if st else None
                     blockers.append({"gate": g.id, "phase": g.phase, "step": g.step, "title": g.title,
                                      "tier": g.tier, "status": status, "status_label": STATUS_LABELS[status],

@@ -19,8 +19,10 @@ from exporter.config.model import Gate
 from exporter.model import ERROR, FAIL, PASS, PENDING
 from exporter.state.memory import GateState
 from exporter.web.humanize import DEFAULT_EXPECTATION, ago, checks, format_in, summary
+from exporter.web.whole import UNKNOWN, UnknownGate
 
-STATUS_LABELS = {PASS: "Pass", FAIL: "Fail", ERROR: "Error", PENDING: "Pending"}
+# `unknown`: a gate of a shard that did not answer (web/whole.py); counted as an error, never as a pass.
+STATUS_LABELS = {PASS: "Pass", FAIL: "Fail", ERROR: "Error", PENDING: "Pending", UNKNOWN: "Unknown"}
 
 
 @functools.lru_cache(maxsize=256)
@@ -143,7 +145,7 @@ def gate_view(gate: Gate, st: GateState | None, now: float, clock: Callable[[flo
     `observed` (title, state, window) is what an `uptime` gate counts: its strips then show that
     gate's uptime, the number its value is, instead of how often the uptime gate itself passed."""
     r = st.result if st else None
-    status = st.status if st else PENDING
+    status = UNKNOWN if isinstance(st, UnknownGate) else st.status if st else PENDING
     measurements = dict(r.measurements) if r else {}
     day, month = window_strips(observed[1], observed[2], now, f"Uptime of {observed[0]}") if observed \
         else strips(st, now)

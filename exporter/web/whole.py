@@ -15,7 +15,7 @@ from aiohttp import web
 
 from exporter.config.model import Config
 from exporter.model import ERROR
-from exporter.state.memory import State
+from exporter.state.memory import GateState, State
 
 UNKNOWN = "unknown"
 WHOLE_KEY = "qualitygate.whole"
@@ -44,6 +44,10 @@ class Missing:
         return {"shard": self.shard, "url": self.url, "error": self.error}
 
 
+class UnknownGate(GateState):
+    """A gate of a shard that did not answer: an error to every count (never a pass), `Unknown` on the page."""
+
+
 @dataclass
 class Whole:
     """Every shard's gates: whole configs, a merged state, and which gates are unknown (by tracker)."""
@@ -52,6 +56,18 @@ class Whole:
     states: dict[str, State]
     unknown: dict[str, dict[str, Missing]] = field(default_factory=dict)  # tracker -> gate id -> its shard
     missing: tuple[Missing, ...] = ()
+
+    def __post_init__(self) -> None:
+        # The page's views see a gate state, not the request: the type carries "unknown" to them.
+        for name, gates in self.unknown.items():
+            state = self.states.get(name)
+            if state is None:
+                continue
+            for gate_id in gates:
+                st = state.gates.get(gate_id)
+                if st is not None and not isinstance(st, UnknownGate):
+                    state.gates[gate_id] = UnknownGate(st.result, st.last_pass, st.since, st.counts, st.history,
+                                                       st.buckets)
 
 
 def runtime_of(request: web.Request, key: web.AppKey[Any]) -> Tracked:
