@@ -70,11 +70,13 @@ def test_a_failing_critical_gate_pages_through_prometheus_and_alertmanager(tmp_p
             "gate": "always-fails",
             "tier": "critical",
         }
-        # The description's value was looked up by the real Prometheus: `false` exits 1.
+        # The description's title and value were looked up by the real Prometheus (gate_info, gate_value:
+        # `false` exits 1); it never passed, and no --web.external-url was given, so there is no link.
         assert alert["annotations"] == {
             "summary": "A critical quality gate is failing.",
-            "description": "Gate always-fails of tracker rules-e2e (phase release, step smoke) has not met its "
-                           "expectation for 5 minutes. Measured value: 1.",
+            "description": 'Gate "A smoke test that exits 1" (always-fails, critical) of tracker rules-e2e (phase '
+                           'release, step smoke) does not meet its expectation: measured 1. It has not passed '
+                           'since it was first evaluated.',
             "runbook_url": "https://github.com/qualitygate/qualitygate-exporter/blob/main/docs/runbooks.md"
                            "#qualitygatecriticalfailing",
         }

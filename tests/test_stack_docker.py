@@ -121,9 +121,12 @@ def test_the_package_builds_as_the_image_builds_it(tmp_path):
     (wheel,) = tmp_path.glob("qualitygate_exporter-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-        assert "exporter/__init__.py" in names and "exporter/cli.py" in names
+        assert "exporter/__init__.py" in names and "exporter/cli/main.py" in names
+        # The status page's templates and assets are package data: a wheel without them serves no page.
+        assert any(n.startswith("exporter/web/templates/") for n in names)
+        assert any(n.startswith("exporter/web/assets/") for n in names)
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-        assert "qualitygate = exporter.cli.main:main" in archive.read(entry_points).decode()
+        assert "qualitygate = exporter.cli:main" in archive.read(entry_points).decode()
 
 
 def test_image_command_serves_and_healthcheck_sees_it(tmp_path):
