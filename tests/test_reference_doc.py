@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from exporter.cli.main import _parser as cli_parser
 from exporter.config.jsonschema import config_schema
 from exporter.engine.runtime import Runtime
 from exporter.exposition.gates import CONTRACT_METRICS
@@ -102,6 +104,32 @@ def test_every_route_is_named(reference: str):
         method, path = route.split(" ", 1)
         lines = [line for line in reference.splitlines() if path in named(line)]
         assert any(method in line for line in lines), f"{route} is not documented"
+
+
+def test_the_peer_routes_are_named(reference: str):
+    # Installed only with --shard.peers, so the app above does not have them: read them off the code.
+    source = (ROOT / "exporter" / "web" / "peers.py").read_text(encoding="utf-8")
+    found = set(re.findall(r'add_get\("([^"]+)"', source))
+    assert {"/-/shard/state", "/-/shard/handover"} <= found
+    for path in sorted(found):
+        lines = [line for line in reference.splitlines() if f"`GET {path}`" in line]
+        assert lines and all("signature" in line for line in lines), path
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    parser = cli_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_every_flag_of_every_command_is_in_its_section(reference: str):
+    commands = _commands()
+    assert {"serve", "check", "attest", "push", "report", "render", "import"} <= set(commands)
+    for name, sub in commands.items():
+        section = re.search(rf"^### `qualitygate {name}\b[^\n]*\n(.*?)(?=^##)", reference, re.S | re.M)
+        assert section, f"no section for qualitygate {name}"
+        flags = [o for a in sub._actions for o in a.option_strings if o not in ("-h", "--help")]
+        assert [f for f in flags if not re.search(rf"`{re.escape(f)}[` =]", section[1])] == [], name
 
 
 def test_the_check_fails_when_a_name_is_missing(reference: str):
