@@ -122,8 +122,8 @@ class StatusPage:
         now = time.time()
         keep = {"tracker": name} if request.query.get("tracker") is not None else {}
         query = request.query.get("q", "")[:MAX_QUERY]
-        common = {"filters": filters, "filter_links": filter_links(filters, keep), "keep": keep, "q": query,
-                  "fquery": _filter_query(filters, keep)}
+        common: dict[str, Any] = {"filters": filters, "filter_links": filter_links(filters, keep), "keep": keep,
+                                  "q": query, "fquery": _filter_query(filters, keep)}
         if query.strip():
             state = runtime.states[name]
             found = search(config, query)
