@@ -48,7 +48,8 @@ def soak(workdir: Path, smoke: bool, soak_minutes: float) -> list[Row]:
     gates = 200 if smoke else 10_000
     interval = 2.0 if smoke else 15.0
     minutes = 1.0 if smoke else soak_minutes
-    reload_every = 20.0 if smoke else RELOAD_EVERY
+    # A shortened soak still reloads a few times: every 5 min, or three times in all when shorter than 15 min.
+    reload_every = 20.0 if smoke else min(RELOAD_EVERY, minutes * 60 / 3)
     flip_every = 5.0 if smoke else FLIP_EVERY
     every = 10.0 if smoke else 60.0  # seconds between readings of the lag gauge (p99 over the last minute) and RSS
     flip = workdir / "flip.txt"
