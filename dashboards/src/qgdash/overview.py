@@ -218,16 +218,19 @@ def _gate_table() -> table.Panel:
 
 
 def _blockers_table() -> table.Panel:
-    stuck = f"on (tracker, phase, step, gate) (gate_passed{{{BLOCKING}}} == 0)"
+    # Claims nobody has evidenced yet are not blockers (as on the status page): the Evidence row lists them.
+    awaiting = "on (tracker, phase, step, gate) (gate_awaiting_evidence == 1)"
+    stuck = f"on (tracker, phase, step, gate) (gate_passed{{{BLOCKING}}} == 0 unless {awaiting})"
     return (
         panel(
             table.Panel().show_header(True),
             7,
             "Blockers",
-            "Critical and important gates that fail or cannot be measured now, with when they last passed. "
-            "Empty when nothing blocks.",
+            "Critical and important gates that fail or cannot be measured now, with when they last passed; "
+            "gates merely awaiting evidence are in the Evidence row. Empty when nothing blocks.",
         )
-        .with_target(query(f"max by ({GATE_LABELS}) ({status_expr(BLOCKING)}) != 1", ref="A", instant=True, table=True))
+        .with_target(query(f"(max by ({GATE_LABELS}) ({status_expr(BLOCKING)}) != 1) unless {awaiting}",
+                           ref="A", instant=True, table=True))
         .with_target(
             query(
                 f"max by ({GATE_LABELS}, title) (gate_info{{{BLOCKING}}}) and {stuck}",
