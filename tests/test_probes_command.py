@@ -258,6 +258,39 @@ async def test_daemons_of_a_command_that_times_out_are_killed(tmp_path: Path):
     assert processes_with(arg) == []
 
 
+async def test_a_cancellation_anywhere_around_the_spawn_leaves_no_daemon():
+    """Cancelled after 0..N loop iterations and under tiny timeouts: before, during and right after the
+    fork, while the shell starts its daemons; every run's processes are still killed and reaped."""
+    arg = unique_arg()
+    # Runs on for 0.1 s after starting its daemons, so that each cancellation below falls before its end.
+    spec = CommandSpec(shell=f"setsid sleep {arg} & (sleep {arg} &) & nohup sleep {arg} >/dev/null 2>&1 & "
+                             "sleep 0.1; exit 0")
+    zombies_before = zombies_of_ours()
+    cancelled = 0
+    for steps in range(40):
+        task = asyncio.ensure_future(KIND.probe(spec, make_ctx(timeout=30)))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            cancelled += 1
+    for k in range(40):
+        try:
+            await asyncio.wait_for(KIND.probe(spec, make_ctx(timeout=30)), 0.0005 * k)
+        except TimeoutError:
+            cancelled += 1
+    assert cancelled >= 60  # nearly every run was cut short (a stalled loop may let one finish)
+    # The kill is synchronous on the way out; the reaps finish in the background (shielded): polled
+    # without blocking the loop they run on.
+    deadline = time.monotonic() + 10
+    while (processes_with(arg) or zombies_of_ours() - zombies_before) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert processes_with(arg) == [], "a daemon of a cancelled run survived"
+    assert zombies_of_ours() - zombies_before == set(), "a process of a cancelled run was not reaped"
+
+
 def test_no_daemon_survives_a_serve_shutdown(serve, write_config):
     done, running = unique_arg(), unique_arg()
     config = write_config(one_step_tracker(f"""

@@ -26,6 +26,7 @@ import contextlib
 import os
 import re
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -154,33 +155,27 @@ async def probe(spec: CommandSpec, ctx: ProbeContext) -> Measurement:
     try:
         await stdout.open()
         await stderr.open()
-        start = time.perf_counter()
         reaper.enable_subreaper()
         token, since = reaper.new_token(), reaper.clock_ticks()
+        # From the token on, every path out (a cancellation at any await included) kills and reaps the
+        # run's processes: the spawn itself has no await, so no cancellation falls between the fork and
+        # the leader's registration.
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=stdout.write_fd, stderr=stderr.write_fd,
-                cwd=cwd, env=base_env() | dict(spec.env) | {reaper.MARKER: token}, start_new_session=True,
-            )
-        except FileNotFoundError:
-            raise ProbeError(f"command not found: {argv[0]}") from None
-        except PermissionError:
-            raise ProbeError(f"{argv[0]}: permission denied") from None
-        except OSError as exc:
-            raise ProbeError(f"{argv[0]}: {exc.strerror or exc}") from None
+            start = time.perf_counter()
+            try:
+                leader = _Leader.spawn(argv, cwd, base_env() | dict(spec.env) | {reaper.MARKER: token},
+                                       stdout.write_fd, stderr.write_fd)
+            finally:
+                # Only the child may hold the write ends, so EOF means every writer is gone.
+                stdout.close_write()
+                stderr.close_write()
+            try:
+                code = await leader.wait()
+                duration = time.perf_counter() - start
+            finally:
+                await leader.kill_group()
         finally:
-            # Only the child may hold the write ends, so EOF means every writer is gone.
-            stdout.close_write()
-            stderr.close_write()
-        try:
-            with reaper.leader(proc.pid):
-                try:
-                    code = await proc.wait()
-                    duration = time.perf_counter() - start
-                finally:
-                    await _kill_group(proc)
-        finally:
-            # Shielded as above: a cancelled evaluation (timeout, shutdown) still ends the daemons.
+            # Shielded: a cancelled evaluation (timeout, shutdown) still ends and reaps the daemons.
             await asyncio.shield(reaper.reap(reaper.kill_run(token, since)))
         tasks = [t for t in (stdout.task, stderr.task) if t is not None]
         await asyncio.wait(tasks, timeout=PIPE_GRACE)
@@ -190,15 +185,72 @@ async def probe(spec: CommandSpec, ctx: ProbeContext) -> Measurement:
     return await _measure(spec, ctx, code, duration, stdout.capture.data(), stderr.capture.text())
 
 
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL the command's whole process group and reap the leader, even while being cancelled."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        # The group id is the leader's pid; the kernel does not hand that id to a new process
-        # while any member of the group lives, and the leader was reaped only just now if at all.
-        os.killpg(proc.pid, signal.SIGKILL)
-    if proc.returncode is None:
-        # Shielded: if we are cancelled again meanwhile, the wait still reaps the leader.
-        await asyncio.shield(proc.wait())
+class _Leader:
+    """The command's first process, forked without an await and reaped by us (through a pidfd the loop
+    watches), not by asyncio's child watcher: it is a registered leader from the instant it exists, so no
+    run's kill_run can reap it and take its exit status, and no cancellation can lose it."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.pidfd = -1
+        with contextlib.suppress(OSError, AttributeError):
+            self.pidfd = os.pidfd_open(popen.pid)
+
+    @classmethod
+    def spawn(cls, argv: list[str], cwd: str, env: dict[str, str], out_fd: int, err_fd: int) -> _Leader:
+        """Start the command in a session of its own (synchronously, as asyncio itself does)."""
+        try:
+            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd, cwd=cwd, env=env,
+                                     start_new_session=True, close_fds=True)
+        except FileNotFoundError:
+            raise ProbeError(f"command not found: {argv[0]}") from None
+        except PermissionError:
+            raise ProbeError(f"{argv[0]}: permission denied") from None
+        except OSError as exc:
+            raise ProbeError(f"{argv[0]}: {exc.strerror or exc}") from None
+        reaper.own(popen.pid)
+        return cls(popen)
+
+    async def wait(self) -> int:
+        """The exit code (negative: the signal), once the leader has exited and been reaped."""
+        delay = 0.001
+        while (code := self.popen.poll()) is None:
+            if self.pidfd >= 0:
+                await _readable(self.pidfd)  # a pidfd turns readable when the process exits
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        return code
+
+    async def kill_group(self) -> None:
+        """SIGKILL the command's whole process group and reap the leader, even while being cancelled."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            # The group id is the leader's pid; the kernel does not hand that id to a new process
+            # while any member of the group lives, and the leader is reaped only below if at all.
+            os.killpg(self.pid, signal.SIGKILL)
+        # Shielded: if we are cancelled again meanwhile, the leader is still reaped and released.
+        await asyncio.shield(self._release())
+
+    async def _release(self) -> None:
+        try:
+            await self.wait()
+        finally:
+            if self.popen.returncode is not None:
+                reaper.disown(self.pid)
+                if self.pidfd >= 0:
+                    os.close(self.pidfd)
+                    self.pidfd = -1
+
+
+async def _readable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
 
 
 async def _measure(spec: CommandSpec, ctx: ProbeContext, code: int, duration: float, out: bytes,

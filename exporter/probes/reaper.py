@@ -16,7 +16,9 @@ exporter. So:
 - then exactly those processes are reaped with waitpid(pid), and so are zombies of ours that
   were born during the run and are no command's leader (an orphan that exited before the scan:
   its environment went with it). Never a blanket waitpid(-1), which would steal the children
-  that asyncio's child watcher waits for (only command gates start processes in the exporter).
+  that their starters wait for (command leaders, the report parse workers: see own()).
+- at exit, kill_all sweeps every process carrying any of this exporter's markers (the token's
+  prefix is our pid), whatever a cancelled evaluation could not finish.
 
 Not covered: a descendant that both cleared its environment and was orphaned before the scan
 (nothing ties it to the run any more), and processes left behind when the exporter itself is
@@ -27,6 +29,7 @@ which the exporter does not assume (most containers have none).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import ctypes
 import functools
@@ -65,8 +68,43 @@ def enable_subreaper() -> bool:
 
 
 def new_token() -> str:
-    """A marker value unique to one run."""
+    """A marker value unique to one run (its prefix names this exporter: see kill_all)."""
+    _at_exit()
     return f"{os.getpid()}-{secrets.token_hex(8)}"
+
+
+@functools.cache
+def _at_exit() -> None:
+    # The last word: whatever an evaluation cancelled at shutdown could not finish, no process a
+    # command started outlives the exporter.
+    atexit.register(kill_all)
+
+
+def kill_all() -> int:
+    """Kill and reap every process that carries a marker of this exporter (any run's); how many were killed."""
+    me = os.getpid()
+    prefix = f"\0{MARKER}={me}-".encode()
+    killed: dict[int, _Proc] = {}
+    for _ in range(SCAN_ROUNDS):
+        procs = _scan()
+        signalled = [p for p in procs.values()
+                     if p.pid != me and p.state != "Z" and _has_marker(p.pid, prefix) and _kill(p, prefix)]
+        if not signalled:
+            break
+        killed.update((p.pid, p) for p in signalled)
+    deadline = time.monotonic() + REAP_WAIT
+    pending = {pid: p for pid, p in killed.items() if pid not in _leaders}
+    while pending and time.monotonic() < deadline:
+        for pid, proc in list(pending.items()):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not ours (or reaped already): init reaps it once it died
+                done = pid
+            if done == pid or not _same(proc):
+                del pending[pid]
+        if pending:
+            time.sleep(0.005)
+    return len(killed)
 
 
 def clock_ticks() -> int:
@@ -75,18 +113,28 @@ def clock_ticks() -> int:
     return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK")) - 1
 
 
-# The command leaders alive now (pids): asyncio's child watcher waits for each, so never reap one.
+# The processes that are someone's to reap (command leaders, parse workers): never reap one here.
 _leaders: set[int] = set()
+
+
+def own(pid: int) -> None:
+    """`pid` is a child its starter waits for: kill_run never reaps it (until disown)."""
+    _leaders.add(pid)
+
+
+def disown(pid: int) -> None:
+    """`pid` was reaped by its starter."""
+    _leaders.discard(pid)
 
 
 @contextlib.contextmanager
 def leader(pid: int) -> Iterator[None]:
-    """While the block runs, `pid` is a command leader that asyncio will reap (kill_run leaves it)."""
-    _leaders.add(pid)
+    """While the block runs, `pid` is a command leader that someone else reaps (kill_run leaves it)."""
+    own(pid)
     try:
         yield
     finally:
-        _leaders.discard(pid)
+        disown(pid)
 
 
 def _scan() -> dict[int, _Proc]:
@@ -146,13 +194,17 @@ def _same(proc: _Proc) -> bool:
     return now is not None and now.start == proc.start
 
 
-def _has_marker(pid: int, needle: bytes) -> bool:
+def _environ(pid: int) -> bytes | None:
     try:
         with open(f"/proc/{pid}/environ", "rb") as fh:
-            env = fh.read()
+            return fh.read()
     except OSError:
-        return False
-    return needle in b"\0" + env + b"\0"
+        return None
+
+
+def _has_marker(pid: int, needle: bytes) -> bool:
+    env = _environ(pid)
+    return env is not None and needle in b"\0" + env + b"\0"
 
 
 def _kill(proc: _Proc, needle: bytes | None) -> bool:
@@ -183,6 +235,7 @@ def kill_run(token: str, since: int) -> dict[int, _Proc]:
     needle = f"\0{MARKER}={token}\0".encode()
     me = os.getpid()
     tracked: dict[int, _Proc] = {}
+    before: set[tuple[int, int]] | None = None
     for _ in range(SCAN_ROUNDS):
         procs = _scan()
         children: dict[int, list[int]] = {}
@@ -197,14 +250,22 @@ def kill_run(token: str, since: int) -> dict[int, _Proc]:
                     family.add(child)
                     stack.append(child)
         # Orphans of the run that died before this scan (their environment is gone with them):
-        # zombies of ours born during the run that are no command's leader (asyncio reaps those).
-        family.update(p.pid for p in procs.values()
-                      if p.state == "Z" and p.ppid == me and p.start >= since and p.pid not in _leaders)
+        # zombies of ours born during the run that are no command's leader (their starter reaps those).
+        orphans = [p for p in procs.values() if p.ppid == me and p.start >= since and p.pid not in _leaders]
+        family.update(p.pid for p in orphans if p.state == "Z")
         tracked.update((pid, procs[pid]) for pid in family)
         signalled = [pid for pid in family
                      if procs[pid].state != "Z" and _kill(procs[pid], needle if pid in marked else None)]
-        if not signalled:
+        # Done only when a round killed nothing and saw what the one before saw: a process whose parent
+        # died during the walk moves to us after our own children were listed (missed this round), and
+        # one in the middle of an exec shows an empty environment (no marker yet) for a moment.
+        now = {(p.pid, p.start) for p in orphans} | {(pid, procs[pid].start) for pid in family}
+        unsure = any(p.state != "Z" and p.pid not in family and not _environ(p.pid) for p in orphans)
+        if not signalled and not unsure and now == before:
             break
+        before = now
+        if unsure:
+            time.sleep(0.001)  # an exec takes about a millisecond; rare, and bounded by SCAN_ROUNDS
     return tracked
 
 
