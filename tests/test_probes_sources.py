@@ -19,12 +19,13 @@ from aiohttp import web
 
 from conftest import ROOT, one_step_tracker, parse_metrics, sample, wait_for
 from exporter.engine.evaluate import evaluate
-from exporter.probes import KINDS, REPORT_KINDS, ProbeError, PushRecord, reading
+from exporter.probes import KINDS, REPORT_KINDS, ProbeError, PushRecord, offload, reading
 from exporter.probes.coverage import CoverageSpec
 from exporter.probes.http import BasicAuthSpec, TLSSpec
 from exporter.probes.json_file import JSONFileSpec
 from exporter.probes.junit import JUnitSpec
 from exporter.probes.sources import MAX_URL_BODY, PushSource, shown_url
+from faults_support import write_huge_junit
 from probe_support import config_errors, make_ctx, parse_gate, run_probe
 
 REPORTS = Path(__file__).parent / "testdata" / "reports"
@@ -330,3 +331,56 @@ def test_source_config_error_points_at_the_line(tmp_path: Path):
     (issue,) = info.value.issues
     assert text.splitlines()[issue.line - 1].strip() == "url: http://x/r.xml"
     assert str(issue).startswith(f"{tmp_path / 'gates.yml'}:{issue.line}: phases[0].steps[0].gates[0].junit.url: ")
+
+
+# --- large reports: parsed in a worker process ---------------------------------------------------
+
+
+def _pids_alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.add(pid)
+        except FileNotFoundError:
+            continue
+    return alive
+
+
+async def test_a_large_report_is_parsed_in_a_worker_process_as_a_thread_would(tmp_path: Path, monkeypatch):
+    report = tmp_path / "junit.xml"
+    write_huge_junit(report, 1)
+    in_thread = await run_probe("junit", JUnitSpec(path=str(report)))
+    monkeypatch.setattr(offload, "LARGE", 64 * 1024)
+    in_worker = await run_probe("junit", JUnitSpec(path=str(report)))
+    assert in_worker == in_thread and in_worker.message.startswith("1 failure, 0 errors in ")
+    workers = offload.workers()
+    assert workers and all(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(os.getpid())
+                           for p in workers)
+    # pushed or fetched bodies (bytes) go the same way, every kind; errors come back as ProbeErrors
+    padding = b" " * (128 * 1024)
+    assert KINDS["json_file"].parse_report(JSONFileSpec(json_path="$.a"), b'{"a": 0.5}' + padding, "r").value == 0.5
+    cobertura = b'<coverage line-rate="0.75" branch-rate="0.5">' + padding + b"</coverage>"
+    assert KINDS["coverage"].parse_report(CoverageSpec(format="cobertura"), cobertura, "r").value == 0.75
+    with pytest.raises(ProbeError, match=r"^r: not valid XML"):
+        KINDS["junit"].parse_report(JUnitSpec(), b"<testsuite>" + padding + b"<oops", "r")
+    assert len(offload.workers()) <= offload.WORKERS  # reused, never more
+
+
+async def test_a_timed_out_parse_kills_its_worker_and_the_next_gets_a_fresh_one(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(offload, "LARGE", 64 * 1024)
+    small, huge = tmp_path / "small.xml", tmp_path / "huge.xml"
+    write_huge_junit(small, 1)
+    write_huge_junit(huge, 40)  # about a second of parsing
+    await run_probe("junit", JUnitSpec(path=str(small)))
+    before = set(offload.workers())
+    with pytest.raises(TimeoutError):
+        await run_probe("junit", JUnitSpec(path=str(huge)), make_ctx(timeout=0.2))
+    deadline = time.monotonic() + 10
+    while len(_pids_alive(before)) == len(before) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    killed = before - _pids_alive(before)
+    assert len(killed) == 1, "the worker of the abandoned parse was not killed (and reaped)"
+    m = await run_probe("junit", JUnitSpec(path=str(small)))
+    assert m.message.startswith("1 failure") and not killed & set(offload.workers())

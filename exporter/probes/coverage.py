@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from exporter.config.fields import opt
+from exporter.probes import offload
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
 from exporter.probes.files import MAX_REPORT, peek, scan_xml
 from exporter.probes.reading import open_regular, read_limited
@@ -42,7 +43,8 @@ async def probe(spec: CoverageSpec, ctx: ProbeContext) -> Measurement:
 
 def parse(spec: CoverageSpec, stream: BinaryIO, name: str) -> Measurement:
     """The coverage ratio of one report read from a stream."""
-    return Measurement({"value": coverage_of(stream, spec.format, spec.metric, name)})
+    # A large report is parsed in a worker process (probes/offload.py), a small one right here.
+    return Measurement({"value": offload.run(coverage_of, stream, spec.format, spec.metric, name)})
 
 
 def read_coverage(path: str, fmt: str = "auto", metric: str = "line", shown: str | None = None) -> float:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from exporter.config.fields import opt
-from exporter.probes import jsonpath
+from exporter.probes import jsonpath, offload
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
 from exporter.probes.files import MAX_REPORT
 from exporter.probes.reading import open_regular, read_limited
@@ -29,7 +29,13 @@ async def probe(spec: JSONFileSpec, ctx: ProbeContext) -> Measurement:
 
 def parse(spec: JSONFileSpec, stream: BinaryIO, name: str) -> Measurement:
     """The number at the spec's json_path in a JSON document read from a stream."""
-    return Measurement({"value": number_in(read_limited(stream, MAX_REPORT, name), spec.json_path, name)})
+    # A large document is decoded in a worker process (probes/offload.py), a small one right here.
+    return Measurement({"value": offload.run(number_of, stream, spec.json_path, name)})
+
+
+def number_of(stream: BinaryIO, json_path: str, name: str) -> float:
+    """The number at `json_path` in a JSON document read from a stream."""
+    return number_in(read_limited(stream, MAX_REPORT, name), json_path, name)
 
 
 def read_number(path: str, json_path: str, shown: str | None = None) -> float:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from exporter.config.fields import FilePath, opt
+from exporter.probes import offload
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
 from exporter.probes.files import display_path, root_of, scan_xml
 from exporter.probes.reading import open_regular
@@ -77,7 +78,7 @@ def judge(counts: Counts, shown: str, files: int = 1) -> Measurement:
 
 def parse(spec: JUnitSpec, stream: BinaryIO, name: str) -> Measurement:
     """Judge one report read from a stream."""
-    return judge(count(stream, name), name)
+    return judge(offload.run(count, stream, name), name)
 
 
 def combine(parts: list[Measurement]) -> Measurement:
@@ -109,7 +110,7 @@ def read_reports(pattern: str, shown: str, base_dir: str | None = None) -> tuple
     for path in files:
         name = display_path(path, base_dir)
         with open_regular(path, name) as fh:
-            total.add(count(fh, name))
+            total.add(offload.run(count, fh, name))  # a large one in a worker process
     return total, len(files)
 
 

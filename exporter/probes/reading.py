@@ -27,6 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, BinaryIO, ParamSpec, TypeVar
 
+from exporter.probes import offload
 from exporter.probes.base import ProbeError
 
 READ_WORKERS = 4
@@ -122,15 +123,25 @@ async def run_read(key: tuple[str, str], fn: Callable[P, T], /, *args: P.args, *
             _skipped += 1
             raise ProbeError(STILL_RUNNING)
         _running.add(key)
+    job = offload.Job()
+
+    def call() -> T:
+        with offload.within(job):
+            return fn(*args, **kwargs)
+
     try:
-        future = pool().submit(fn, *args, **kwargs)
+        future = pool().submit(call)
     except BaseException:
         _release(key)
         raise
     # Released when the work ends, or when it is cancelled before it started; not when the
     # waiting coroutine gives up (a timeout), since the worker may still be blocked then.
     future.add_done_callback(lambda _: _release(key))
-    return await asyncio.wrap_future(future)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        job.cancel()  # a large report's worker process is killed, so a hostile report cannot pin it
+        raise
 
 
 def _kind_of(mode: int) -> str:

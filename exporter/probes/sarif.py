@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from exporter.config.fields import opt
+from exporter.probes import offload
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
 from exporter.probes.files import MAX_REPORT
 from exporter.probes.reading import read_limited
@@ -43,7 +44,8 @@ async def probe(spec: SARIFSpec, ctx: ProbeContext) -> Measurement:
 
 def parse(spec: SARIFSpec, stream: BinaryIO, name: str) -> Measurement:
     """Judge one SARIF log read from a stream."""
-    counts = count(read_limited(stream, MAX_REPORT, name), name)
+    # A large log is decoded in a worker process (probes/offload.py), a small one right here.
+    counts = offload.run(count_stream, stream, name)
     value = sum(n for level, n in counts.items() if _RANK[level] >= _RANK[spec.level])
     values = {"value": float(value), "errors": float(counts["error"]), "warnings": float(counts["warning"]),
               "notes": float(counts["note"])}
@@ -52,6 +54,11 @@ def parse(spec: SARIFSpec, stream: BinaryIO, name: str) -> Measurement:
         noun = "result" if value == 1 else "results"
         return Measurement(values, ok=False, message=f"{value} {noun} at or above {spec.level} ({detail})")
     return Measurement(values)
+
+
+def count_stream(stream: BinaryIO, name: str) -> dict[str, int]:
+    """Unsuppressed results per level in a SARIF log read from a stream."""
+    return count(read_limited(stream, MAX_REPORT, name), name)
 
 
 def count(data: bytes, name: str) -> dict[str, int]:
