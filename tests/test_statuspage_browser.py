@@ -240,7 +240,8 @@ class Tab:
         page.on("console", self._console)
         page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
         page.on("requestfailed", self._request_failed)
-        page.on("response", lambda r: self.problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+        page.on("response", self._response)
+        self._not_modified: set[Any] = set()
 
     def goto(self, url: str) -> None:
         """Navigate and wait until the new page's own requests (favicon, first refresh) are done.
@@ -253,9 +254,19 @@ class Tab:
         finally:
             self._navigating = False
 
+    def _response(self, response: Any) -> None:
+        if response.status == 304:
+            self._not_modified.add(response.request)
+        elif response.status >= 400:
+            self.problems.append(f"HTTP {response.status}: {response.url}")
+
     def _request_failed(self, request: Any) -> None:
         if self._navigating and request.failure == "net::ERR_ABORTED":
             return  # cancelled by our own navigation (see goto)
+        if request in self._not_modified and request.failure == "net::ERR_ABORTED":
+            # Chromium ends a `cache: "no-store"` fetch answered 304 with ERR_ABORTED after handing the 304 to
+            # the script (seen with a debug listener: RESP 304, then FAIL, same request); the script reads it.
+            return
         self.problems.append(f"request failed: {request.url} {request.failure}")
 
     def _console(self, message: Any) -> None:
