@@ -239,6 +239,24 @@ def stat_panel(
     )
 
 
+def count_stat(panel_id: int, title: str, description: str, target: prometheus.Dataquery, alert: str) -> stat.Panel:
+    """A count of the top row (a third wide): green at zero, the `alert` colour from one up."""
+    return (
+        stat_panel(
+            panel_id,
+            title,
+            description,
+            target,
+            graph=common_model.BigValueGraphMode.NONE,
+            colour=common_model.BigValueColorMode.BACKGROUND,
+            span=8,
+        )
+        .unit("none")
+        .decimals(0)
+        .thresholds(thresholds("green", (1, alert)))
+    )
+
+
 def timeseries_panel(
     panel_id: int,
     title: str,

@@ -16,13 +16,13 @@ from qgdash.common import (
     GATES,
     MERGE,
     STATUS_MAPPINGS,
+    count_stat,
     override,
     panel,
     query,
     rename,
     stat_panel,
     status_expr,
-    thresholds,
     value_mappings,
 )
 from qgdash.units import GATE_LABELS
@@ -79,38 +79,24 @@ def panels() -> list[object]:
 
 
 def _awaiting() -> stat.Panel:
-    return (
-        stat_panel(
-            10,
-            "Awaiting evidence",
-            "Manual and push-sourced gates that have never had accepted evidence (no attestation, no push yet). "
-            "They fail closed, but are not paged as measured failures.",
-            query(AWAITING_COUNT, "awaiting"),
-            graph=common_model.BigValueGraphMode.NONE,
-            colour=common_model.BigValueColorMode.BACKGROUND,
-            span=8,
-        )
-        .unit("none")
-        .decimals(0)
-        .thresholds(thresholds("green", (1, "blue")))
+    return count_stat(
+        10,
+        "Awaiting evidence",
+        "Manual and push-sourced gates that have never had accepted evidence (no attestation, no push yet). "
+        "They fail closed, but are not paged as measured failures.",
+        query(AWAITING_COUNT, "awaiting"),
+        "blue",
     )
 
 
 def _expiring() -> stat.Panel:
-    return (
-        stat_panel(
-            11,
-            "Evidence expiring within 7 days",
-            "Attestations and pushed reports whose max_age runs out within the next 7 days: renew them before "
-            "their gates fail. Evidence that has already lapsed is not counted (its gate fails already).",
-            query(EXPIRING_COUNT, "expiring"),
-            graph=common_model.BigValueGraphMode.NONE,
-            colour=common_model.BigValueColorMode.BACKGROUND,
-            span=8,
-        )
-        .unit("none")
-        .decimals(0)
-        .thresholds(thresholds("green", (1, "orange")))
+    return count_stat(
+        11,
+        "Evidence expiring within 7 days",
+        "Attestations and pushed reports whose max_age runs out within the next 7 days: renew them before "
+        "their gates fail. Evidence that has already lapsed is not counted (its gate fails already).",
+        query(EXPIRING_COUNT, "expiring"),
+        "orange",
     )
 
 

@@ -16,6 +16,7 @@ from qgdash.common import (
     UID_GATE_DETAIL,
     UID_OVERVIEW,
     compose,
+    count_stat,
     link_to,
     override,
     panel,
@@ -97,38 +98,24 @@ def _completion_stat() -> stat.Panel:
 
 def _failing_critical_stat() -> stat.Panel:
     failing = f"count({status_expr(CRITICAL)} == 0) or vector(0)"
-    return (
-        stat_panel(
-            2,
-            "Failing critical gates",
-            "Critical gates whose last evaluation measured a value that misses its expectation "
-            "(probe errors are counted separately). Red when above zero.",
-            query(failing, "failing"),
-            graph=common_model.BigValueGraphMode.NONE,
-            colour=common_model.BigValueColorMode.BACKGROUND,
-            span=8,
-        )
-        .unit("none")
-        .decimals(0)
-        .thresholds(thresholds("green", (1, "red")))
+    return count_stat(
+        2,
+        "Failing critical gates",
+        "Critical gates whose last evaluation measured a value that misses its expectation "
+        "(probe errors are counted separately). Red when above zero.",
+        query(failing, "failing"),
+        "red",
     )
 
 
 def _probe_errors_stat() -> stat.Panel:
-    return (
-        stat_panel(
-            3,
-            "Probe errors",
-            "Gates whose last evaluation could not measure anything (file missing, Prometheus "
-            "unreachable, command not found...). An error is not a failure: the probe itself is broken.",
-            query(f"count(gate_probe_error{{{GATES}}} == 1) or vector(0)", "errors"),
-            graph=common_model.BigValueGraphMode.NONE,
-            colour=common_model.BigValueColorMode.BACKGROUND,
-            span=8,
-        )
-        .unit("none")
-        .decimals(0)
-        .thresholds(thresholds("green", (1, "orange")))
+    return count_stat(
+        3,
+        "Probe errors",
+        "Gates whose last evaluation could not measure anything (file missing, Prometheus "
+        "unreachable, command not found...). An error is not a failure: the probe itself is broken.",
+        query(f"count(gate_probe_error{{{GATES}}} == 1) or vector(0)", "errors"),
+        "orange",
     )
 
 
