@@ -14,10 +14,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import Served, parse_metrics, sample, wait_for
-from rules_support import RULE_FILES
+from rules_support import shortened_rules
 from stack_support import promql, start_prometheus
 
 CONFIG = """
@@ -149,22 +148,6 @@ def _state_file(served: Served) -> Path:
     args = served.proc.args
     assert isinstance(args, list)
     return Path(args[args.index("--storage.path") + 1])
-
-
-def shortened_rules(directory: Path) -> list[Path]:
-    """Copies of the shipped rule files with every `for` set to 1s (as tests/test_rules_e2e.py does)."""
-    directory.mkdir()
-    copies = []
-    for path in RULE_FILES:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-        for group in spec["groups"]:
-            for rule in group["rules"]:
-                if "for" in rule:
-                    rule["for"] = "1s"
-        copy = directory / path.name
-        copy.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-        copies.append(copy)
-    return copies
 
 
 def alerts(prometheus: Served, name: str) -> dict[str, str]:

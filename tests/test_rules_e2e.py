@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
 
 from conftest import TESTDATA
-from rules_support import RULE_FILES, alertmanager_test_config, start_webhook_receiver
+from rules_support import alertmanager_test_config, shortened_rules, start_webhook_receiver
 from stack_support import promql, start_alertmanager, start_prometheus
 
 pytestmark = pytest.mark.slow
-
-
-def shortened_rules(directory: Path) -> list[Path]:
-    """Copies of the shipped rule files with every `for` set to 1s; everything else unchanged."""
-    directory.mkdir()
-    copies = []
-    for path in RULE_FILES:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-        for group in spec["groups"]:
-            for rule in group["rules"]:
-                if "for" in rule:
-                    rule["for"] = "1s"
-        copy = directory / path.name
-        copy.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-        copies.append(copy)
-    return copies
 
 
 @pytest.fixture
