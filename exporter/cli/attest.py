@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+from exporter.cli.common import json_object
 from exporter.state.attestation import (
     MAX_BY,
     MAX_NOTE,
@@ -136,12 +137,7 @@ def _post(args: argparse.Namespace, timeout: float) -> int:
                              timeout=timeout, verify=args.ca_file or True, allow_redirects=False)
     except (requests.RequestException, OSError, ValueError) as exc:
         raise AttestationError(f"cannot reach {base}: {type(exc).__name__}: {exc}") from None
-    try:
-        doc = resp.json()
-    except ValueError:
-        doc = {}
-    if not isinstance(doc, dict):
-        doc = {}
+    doc = json_object(resp)
     if resp.status_code == 401:
         raise AttestationError("the exporter wants credentials: --web.basic-auth-user and "
                                f"--web.basic-auth-password-file (or ${PASSWORD_ENV})"

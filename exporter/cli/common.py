@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import requests
+
     from exporter.state.store import Store
 
 EXIT_OK, EXIT_FAILING, EXIT_USAGE = 0, 1, 2
@@ -18,6 +20,15 @@ class UsageError(Exception):
 def os_reason(exc: OSError) -> str:
     """The operating system's words for an OSError, without Python's '[Errno N]' and repeated path."""
     return exc.strerror or str(exc)
+
+
+def json_object(resp: requests.Response) -> dict[str, Any]:
+    """The exporter's JSON object answer, or {} when the body is not one (a proxy's page, an empty answer)."""
+    try:
+        doc = resp.json()
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def open_store(path: str, read_only: bool = False) -> Store:

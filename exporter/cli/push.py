@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.cli.common import json_object
 from exporter.config import units
 from exporter.config.expect import Condition, parse_condition
 
@@ -224,12 +225,7 @@ def _push(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
         raise PushError(f"cannot reach {base}: {why}") from None
     except requests.RequestException as exc:
         raise PushError(f"cannot reach {base}: {type(exc).__name__}") from None
-    try:
-        doc = resp.json()
-    except ValueError:
-        doc = {}
-    if not isinstance(doc, dict):
-        doc = {}
+    doc = json_object(resp)
     if resp.status_code == 202:
         return doc
     reason = " ".join(str(doc.get("error") or resp.text[:300] or resp.reason).split())
