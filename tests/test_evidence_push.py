@@ -17,16 +17,13 @@ import bcrypt
 import pytest
 
 from tests.conftest import TESTDATA, one_step_tracker, parse_metrics, sample, wait_for
+from tests.push_support import PUSH_GATES
 
 UNIT = (TESTDATA / "reports" / "junit" / "unit.xml").read_bytes()  # 5 tests, 1 failure, 1 skipped
 INTEGRATION = (TESTDATA / "reports" / "junit" / "integration.xml").read_bytes()  # 3 tests, 1 error
 
-GATES = """
-- id: cov
-  coverage: {push: {max_age: 1d, branch: main}}
-  expect: ["value >= 85%", "delta >= -0.5%"]
-- id: tests
-  junit: {push: {max_age: 1d}}
+# A probed gate beside the pushed ones: a push to it is refused.
+GATES = PUSH_GATES + """\
 - id: health
   http: {url: "http://127.0.0.1:9/"}
 """

@@ -11,14 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TESTDATA, free_port, one_step_tracker, parse_metrics, sample, wait_for
+from tests.push_support import PUSH_GATES
 
-GATES = """
-- id: cov
-  coverage: {push: {max_age: 1d, branch: main}}
-  expect: ["value >= 85%", "delta >= -0.5%"]
-- id: tests
-  junit: {push: {max_age: 1d}}
-"""
 CI_VARS = ("GITHUB_ACTIONS", "GITHUB_SHA", "GITHUB_REF_NAME", "GITHUB_HEAD_REF", "GITHUB_SERVER_URL",
            "GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITLAB_CI", "CI_COMMIT_SHA", "CI_COMMIT_REF_NAME",
            "CI_PIPELINE_URL", "CI_PIPELINE_ID", "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", "QUALITYGATE_URL",
@@ -41,7 +35,7 @@ def push(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def exporter(serve, tmp_path, write_config):
     (tmp_path / "tokens").write_text("tok-ci\n")
     (tmp_path / "client-token").write_text("tok-ci\n")
-    config = write_config(one_step_tracker(GATES, push_tokens_file="tokens"))
+    config = write_config(one_step_tracker(PUSH_GATES, push_tokens_file="tokens"))
     return serve(config, "--storage.path", str(tmp_path / "state.db"), "--web.max-evidence-bytes", "256KiB")
 
 
