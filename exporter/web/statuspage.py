@@ -105,11 +105,10 @@ class StatusPage:
 
     async def index(self, request: web.Request) -> web.Response:
         """The overview of one tracker (or search results), or the list of trackers when several are loaded."""
-        runtime = runtime_of(request, self.key)  # every shard's gates with --shard.peers (web/whole.py)
-        try:
-            filters = parse_filters(request.query)
-        except BadRequest as exc:
-            return await self._error(request, 400, "Bad filter", str(exc))
+        read = await self._read(request)
+        if isinstance(read, web.Response):
+            return read
+        runtime, filters = read
         name = request.query.get("tracker")
         if name is None and len(runtime.trackers) != 1:
             return await self._render(request, "trackers.html", "_trackers_main.html",
@@ -148,11 +147,10 @@ class StatusPage:
 
     async def step(self, request: web.Request) -> web.Response:
         """One step's gates: a page of its own, or with ?partial=1 the fragment the overview opens."""
-        runtime = runtime_of(request, self.key)  # every shard's gates with --shard.peers (web/whole.py)
-        try:
-            filters = parse_filters(request.query)
-        except BadRequest as exc:
-            return await self._error(request, 400, "Bad filter", str(exc))
+        read = await self._read(request)
+        if isinstance(read, web.Response):
+            return read
+        runtime, filters = read
         name = request.query.get("tracker")
         if name is None and len(runtime.trackers) == 1:
             name = next(iter(runtime.trackers))
@@ -247,6 +245,14 @@ class StatusPage:
             # aiohttp, whose choice is a substring test that ignores `gzip;q=0`.
             response.enable_compression(web.ContentCoding.gzip)
         return response
+
+    async def _read(self, request: web.Request) -> tuple[Tracked, Filters] | web.Response:
+        """The trackers a page shows and its query's filters, or the 400 page of a bad filter."""
+        runtime = runtime_of(request, self.key)  # every shard's gates with --shard.peers (web/whole.py)
+        try:
+            return runtime, parse_filters(request.query)
+        except BadRequest as exc:
+            return await self._error(request, 400, "Bad filter", str(exc))
 
     async def _error(self, request: web.Request, status: int, heading: str, message: str,
                      links: list[tuple[str, str]] | None = None) -> web.Response:
