@@ -93,3 +93,26 @@ def test_secret_file_is_checked(tmp_path: Path) -> None:
     good = tmp_path / "good"
     good.write_text("  a shared secret of the shards, 32 bytes\n")
     assert derive_key(read_secret(str(good))) == KEY
+
+
+def test_an_answer_is_signed_over_its_request_and_its_body() -> None:
+    asker, peer = pair(Clock())
+    nonce = asker.sign("GET", "/-/shard/handover?index=3&count=4")["X-Qualitygate-Shard-Nonce"]
+    body = b'{"attestations": []}'
+    mac = peer.answer(nonce, body)
+    assert asker.answer_ok(nonce, body, mac)
+    # A host between the shards cannot change the answer, reuse it for another request, or sign its own.
+    assert not asker.answer_ok(nonce, b'{"attestations": [{"value": 1}]}', mac)
+    assert not asker.answer_ok("0" * 32, body, mac)
+    stranger = Signer(derive_key(b"another secret, also 32 bytes.."), 0)
+    assert not asker.answer_ok(nonce, body, stranger.answer(nonce, body))
+    assert not asker.answer_ok(nonce, body, "")
+
+
+def test_a_signature_time_that_is_not_a_number_is_refused() -> None:
+    # Signed with the key (so the signature holds) but at a time of NaN, which no window comparison catches.
+    sender, owner = Signer(KEY, 1, lambda: float("nan")), Signer(KEY, 0, Clock())
+    headers = sender.sign("GET", "/-/shard/state")
+    assert headers["X-Qualitygate-Shard-Time"] == "nan"
+    with pytest.raises(SignatureError, match="malformed"):
+        owner.verify("GET", "/-/shard/state", headers)

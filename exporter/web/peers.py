@@ -35,11 +35,11 @@ from exporter.engine.sharding import owner_of
 from exporter.log import kv
 from exporter.model import ERROR, Result
 from exporter.state.memory import GateState, State
-from exporter.web import handover
+from exporter.web import evidence, handover
 from exporter.web.attest import may_write
 from exporter.web.auth import peer_is_loopback
 from exporter.web.negotiate import accepts_gzip
-from exporter.web.peersign import Claim, SignatureError, Signer, is_signed
+from exporter.web.peersign import ANSWER, PREFIX, Claim, SignatureError, Signer, is_signed
 from exporter.web.peerwire import state_from, state_json
 from exporter.web.whole import WHOLE_KEY, Missing, Whole
 
@@ -109,11 +109,17 @@ class Peers:
     async def get(self, shard: int, path_qs: str, timeout: float, headers: dict[str, str] | None = None,
                   user: str | None = None) -> tuple[int, dict[str, str], bytes]:
         """A signed GET to a peer: (status, headers, body); aiohttp.ClientError or TimeoutError when it fails."""
-        signed = {**(headers or {}), **self.signer.sign("GET", path_qs, user=user)}
+        proof = self.signer.sign("GET", path_qs, user=user)
+        signed = {**(headers or {}), **proof}
         url = URL(self.settings.url(shard) + path_qs, encoded=True)
         async with self.session.get(url, headers=signed, timeout=aiohttp.ClientTimeout(
                 total=timeout, connect=min(timeout, CONNECT_TIMEOUT))) as resp:
-            return resp.status, dict(resp.headers), await resp.read()
+            body = await resp.read()
+            # What a shard stores or merges (/-/shard/*) must come from a peer holding the secret.
+            if path_qs.startswith("/-/shard/") and resp.status == 200 and not self.signer.answer_ok(
+                    proof[PREFIX + "Nonce"], body, resp.headers.get(ANSWER, "")):
+                raise aiohttp.ClientPayloadError(f"shard {shard}'s answer is not signed with the shared secret")
+            return resp.status, dict(resp.headers), body
 
     # --- gathered reads ---------------------------------------------------------------------
 
@@ -248,6 +254,11 @@ class Peers:
             response = web.json_response({"error": str(exc)}, status=413)
             response.force_close()  # the rest of the body is not read
             return response
+        except TimeoutError:
+            response = web.json_response({"error": f"report not received within {evidence.READ_TIMEOUT:g}s"},
+                                         status=408)
+            response.force_close()
+            return response
         headers = {k: v for k in ("Content-Type", "Authorization") if (v := request.headers.get(k)) is not None}
         headers.update(self.signer.sign("POST", request.raw_path, body, user=request.get("user"),
                                         loopback=peer_is_loopback(request)))
@@ -301,8 +312,12 @@ class Peers:
     async def _state_route(self, request: web.Request) -> web.Response:
         if PEER_KEY not in request:
             return web.json_response({"error": "for peer shards only (a signed request)"}, status=403)
-        return web.Response(body=json.dumps(self.local_state(request.query.get("buckets") == "1")).encode(),
-                            content_type="application/json")
+        return self._signed_answer(request, json.dumps(self.local_state(request.query.get("buckets") == "1")).encode())
+
+    def _signed_answer(self, request: web.Request, body: bytes) -> web.Response:
+        """A JSON answer to a verified peer request, signed over that request's nonce (see peersign.ANSWER)."""
+        mac = self.signer.answer(request.headers.get(PREFIX + "Nonce", ""), body)
+        return web.Response(body=body, content_type="application/json", headers={ANSWER: mac})
 
     async def _handover_route(self, request: web.Request) -> web.Response:
         if PEER_KEY not in request:
@@ -311,7 +326,7 @@ class Peers:
             index, count = int(request.query["index"]), int(request.query["count"])
         except (KeyError, ValueError):
             return web.json_response({"error": "give index and count"}, status=400)
-        return web.json_response(handover.held_for(self.runtime, index, count))
+        return self._signed_answer(request, json.dumps(handover.held_for(self.runtime, index, count)).encode())
 
     async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         task = asyncio.get_running_loop().create_task(handover.adopt(self))
@@ -330,10 +345,12 @@ async def _bounded_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise _TooLarge(f"report larger than --web.max-evidence-bytes ({limit} bytes)")
     body = bytearray()
-    async for chunk in request.content.iter_chunked(CHUNK):
-        body += chunk
-        if len(body) > limit:
-            raise _TooLarge(f"report larger than --web.max-evidence-bytes ({limit} bytes)")
+    # The same deadline as the owner's own read (evidence.READ_TIMEOUT): a slow sender cannot hold the forwarder.
+    async with asyncio.timeout(evidence.READ_TIMEOUT):
+        async for chunk in request.content.iter_chunked(CHUNK):
+            body += chunk
+            if len(body) > limit:
+                raise _TooLarge(f"report larger than --web.max-evidence-bytes ({limit} bytes)")
     return bytes(body)
 
 

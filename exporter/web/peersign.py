@@ -18,12 +18,16 @@ import binascii
 import collections
 import hashlib
 import hmac
+import math
 import os
 import time
 from dataclasses import dataclass
 
 PREFIX = "X-Qualitygate-Shard-"
 SIGNATURE = PREFIX + "Signature"
+# A peer's answer to a signed request is signed too (over the request's nonce and the answer's body), so a
+# host on the path between shards cannot hand a shard made-up attestations, pushes or gate states.
+ANSWER = PREFIX + "Answer"
 HEADERS = ("From", "Time", "Nonce", "User", "Loopback", "Body-Sha256")
 SKEW = 30.0  # seconds a signed request stays valid either side of the receiver's clock
 MIN_SECRET = 16  # bytes: a shorter secret file is a usage error
@@ -67,6 +71,10 @@ def _message(method: str, path_qs: str, fields: dict[str, str]) -> bytes:
     return "\n".join(parts).encode("utf-8", "surrogateescape")
 
 
+def _answer_message(nonce: str, body: bytes) -> bytes:
+    return f"qualitygate-shard-answer-v1\n{nonce}\n{hashlib.sha256(body).hexdigest()}".encode()
+
+
 class Signer:
     """Signs outgoing peer requests and verifies incoming ones (one per process: it remembers nonces)."""
 
@@ -101,6 +109,8 @@ class Signer:
         now = self._clock()
         try:
             at = float(fields["Time"])
+            if not math.isfinite(at):
+                raise ValueError("time")
             shard = int(fields["From"])
             user = base64.urlsafe_b64decode(fields["User"]).decode() if fields["User"] else None
         except (ValueError, binascii.Error, UnicodeDecodeError):
@@ -113,6 +123,14 @@ class Signer:
             raise SignatureError("shard request replayed (nonce already seen)")
         self._seen[nonce] = at
         return Claim(shard, user, fields["Loopback"] == "1", fields["Body-Sha256"])
+
+    def answer(self, nonce: str, body: bytes) -> str:
+        """The signature of an answer `body` to the request that carried `nonce`."""
+        return hmac.new(self._key, _answer_message(nonce, body), hashlib.sha256).hexdigest()
+
+    def answer_ok(self, nonce: str, body: bytes, given: str) -> bool:
+        """Whether `given` signs `body` as the answer to the request that carried `nonce`."""
+        return hmac.compare_digest(given.encode(), self.answer(nonce, body).encode())
 
     def _forget(self, now: float) -> None:
         # A nonce older than the window cannot pass the time check again: it need not be kept.
