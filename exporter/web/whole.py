@@ -18,7 +18,6 @@ from exporter.model import ERROR
 from exporter.state.memory import GateState, State
 
 UNKNOWN = "unknown"
-WHOLE_KEY = "qualitygate.whole"
 
 
 class Tracked(Protocol):
@@ -68,6 +67,10 @@ class Whole:
                 if st is not None and not isinstance(st, UnknownGate):
                     state.gates[gate_id] = UnknownGate(st.result, st.last_pass, st.since, st.counts, st.history,
                                                        st.buckets)
+
+
+# A typed request key (a plain string key draws aiohttp's NotAppKeyWarning on every request).
+WHOLE_KEY = web.RequestKey("qualitygate.whole", Whole)
 
 
 def runtime_of(request: web.Request, key: web.AppKey[Any]) -> Tracked:
