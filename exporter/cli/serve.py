@@ -235,6 +235,8 @@ class Server:
                                           watch_interval=c.watch_interval, max_evidence_bytes=c.max_evidence_bytes)
         runtime.store = self._store()
         runtime.prepare(self.configs)
+        gates = sum(len(g.gates) for g in self.configs)
+        self.configs = []  # the runtime has them: kept here, the first config would outlive every reload (~10 MB)
         runtime.registry.register(WebInfo(c.external_url))
         timeouts = runtime.read_timeouts = ReadTimeouts()
         # The body deadline goes after the auth middleware: a stranger's body is never waited for.
@@ -257,7 +259,7 @@ class Server:
             raise UsageError(f"cannot listen on {c.listen}: {exc}") from None
         self.address = bound_address(self._listener, c.host)
         await runtime.start()
-        log.info("listening", extra=kv(address=self.address, gates=sum(len(g.gates) for g in self.configs),
+        log.info("listening", extra=kv(address=self.address, gates=gates,
                                        tls=self.web_options.ssl is not None, version=__version__))
 
     async def main_loop(self) -> None:
@@ -306,7 +308,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     read_tokens(configs)  # a push_tokens_file that cannot be used is a config error before anything starts
     web_options = WebOptions.load(config.web_config)
 
-    async def run() -> int:
-        return await Server(config, configs, web_options).serve()
-
-    return asyncio.run(run())
+    server = Server(config, configs, web_options)
+    del configs  # only the server holds them, and lets go once they run
+    return asyncio.run(server.serve())
