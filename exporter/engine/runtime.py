@@ -50,6 +50,10 @@ class GateView(Protocol):
         """A gate's state after an evaluation."""
         ...
 
+    async def settled(self) -> None:
+        """Return once the configs last given are the ones shown (a view may build them in slices)."""
+        ...
+
 
 def config_files(paths: list[str]) -> list[str]:
     """Expand --config.file arguments: a directory stands for every *.yml / *.yaml in it, sorted."""
@@ -264,6 +268,8 @@ class Runtime:
                 except Exception:  # logged; the reload is failed either way
                     log.exception("restoring the running config after a failed reload raised")
                 return self._reload_failed([f"internal error applying the config: {type(exc).__name__}: {exc}"])
+            for view in self.views:  # "reloaded" once /metrics shows the new config
+                await view.settled()
             self.reload_ok, self.reload_ok_at = True, time.time()
             log.info("config reloaded", extra=kv(trackers=len(configs), gates=sum(len(c.gates) for c in configs)))
             return []
