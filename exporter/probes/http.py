@@ -1,10 +1,11 @@
 """`http` gates: one request; measures status, response time and optionally a value from the body.
 
-Every probe uses a fresh connection (the connector is built with `force_close=True`), as
-blackbox_exporter does: a pooled keep-alive connection would hide a server that no longer
-accepts new connections, and response_time would leave out connection setup. A session handed
-in by the scheduler (`ctx.session`) must likewise use `force_close` (`new_session` builds one,
-without a cookie jar, so that one probe's cookies never reach the next).
+Every probe uses a fresh connection, as blackbox_exporter does: a pooled keep-alive connection
+would hide a server that no longer accepts new connections, and response_time would leave out
+connection setup. The request is made by probes/httpconn.py (our own lean HTTP/1.1 client: aiohttp's
+client machinery cost more CPU per probe than the whole evaluation may); no cookies are kept.
+`new_session` and `Sessions` remain for the other kinds that use aiohttp (promql, report URLs):
+sessions that likewise open a fresh connection per request and keep no cookies.
 
 response_time runs from the start of the request until the whole body has been read. The body
 is read to the end but at most MAX_BODY bytes are kept: json_path on a larger body is an error,
@@ -28,13 +29,17 @@ import aiohttp
 from exporter import __version__
 from exporter.config.durations import format_duration
 from exporter.config.fields import FilePath, Regex, Url, opt
-from exporter.probes import jsonpath, regex
+from exporter.probes import httpconn, jsonpath, regex
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
 from exporter.probes.files import display_path
-from exporter.probes.net import client_context, describe_os_error, describe_ssl_error
+from exporter.probes.httpwire import WireError
+from exporter.probes.net import client_context
 
 MAX_BODY = 4 * 1024 * 1024
 USER_AGENT = f"qualitygate-exporter/{__version__}"
+# The request ends this much before ctx.timeout: the evaluation's own bound (the same timeout, started
+# a little earlier) must not cancel the probe before it has answered "timed out after ..." itself.
+TIMEOUT_SLACK = 0.01
 _STATUS_RE = re.compile(r"^[1-5](?:[0-9][0-9]|xx)$")  # ASCII digits only
 _METHOD_RE = re.compile(r"^[A-Z]+$")
 
@@ -150,35 +155,28 @@ async def probe(spec: HTTPSpec, ctx: ProbeContext) -> Measurement:
     if not any(k.lower() == "user-agent" for k in headers):
         headers["User-Agent"] = USER_AGENT
     if not any(k.lower() == "accept-encoding" for k in headers):
-        headers["Accept-Encoding"] = "gzip, deflate"  # what _read_body can inflate
-    ssl_arg: Any = True  # the session's own default
-    if spec.tls.ca_file:
-        ssl_arg = client_context(spec.tls.ca_file, spec.tls.insecure_skip_verify)
-    elif spec.tls.insecure_skip_verify:
-        ssl_arg = False
-    insecure = spec.tls.insecure_skip_verify
-    owned = ctx.session is None
-    session = new_session(insecure) if ctx.session is None else ctx.session(insecure)
+        headers["Accept-Encoding"] = "gzip, deflate"  # what _Body can inflate
+    tls = spec.tls
+    if tls.ca_file:
+        context = client_context(tls.ca_file, tls.insecure_skip_verify)  # a missing CA file: error before any request
+        contexts = lambda: context  # noqa: E731
+    else:
+        contexts = lambda: client_context(None, tls.insecure_skip_verify)  # noqa: E731
+    start = time.perf_counter()
     try:
-        start = time.perf_counter()
-        try:
-            async with session.request(
-                spec.method, spec.url, headers=headers, data=spec.body, ssl=ssl_arg,
-                allow_redirects=spec.follow_redirects, timeout=aiohttp.ClientTimeout(total=ctx.timeout),
-                auto_decompress=False,  # inflated here, bounded by MAX_BODY (see _read_body)
-            ) as resp:
-                status = resp.status
-                body, truncated = await _read_body(resp)
-        except _BodyError as exc:
-            return Measurement({"status": float(status)}, ok=False, message=str(exc))
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            return Measurement({}, ok=False, message=f"timed out after {format_duration(ctx.timeout)}")
-        except aiohttp.ClientError as exc:
-            return Measurement({}, ok=False, message=_describe(exc))
-        elapsed = time.perf_counter() - start
-    finally:
-        if owned:
-            await session.close()
+        resp = await httpconn.fetch(spec.method, spec.url, headers, None if spec.body is None else spec.body.encode(),
+                                    timeout=ctx.timeout - min(TIMEOUT_SLACK, ctx.timeout / 10), follow_redirects=spec.follow_redirects, tls=contexts,
+                                    sink=_Body)
+    except _BodyError as exc:
+        return Measurement({"status": float(exc.status)}, ok=False, message=str(exc))
+    except TimeoutError:
+        return Measurement({}, ok=False, message=f"timed out after {format_duration(ctx.timeout)}")
+    except WireError as exc:
+        return Measurement({}, ok=False, message=str(exc))
+    elapsed = time.perf_counter() - start
+    status = resp.status
+    assert isinstance(resp.sink, _Body)
+    body, truncated = resp.sink.result()
 
     values = {"status": float(status), "response_time": elapsed, "value": elapsed}
     if not status_valid(status, spec.valid_status_codes):
@@ -197,45 +195,70 @@ async def probe(spec: HTTPSpec, ctx: ProbeContext) -> Measurement:
     return Measurement(values)
 
 
-async def _read_body(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-    """The body's first MAX_BODY bytes (decoded from gzip or deflate), reading and dropping the
-    rest; whether it was cut. A compressed body is inflated incrementally and never past MAX_BODY
-    (+1 byte to tell whether more followed): a gzip bomb costs at most MAX_BODY of inflation."""
-    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding == "x-gzip":
-        encoding = "gzip"
-    if encoding not in ("identity", "", "gzip", "deflate"):
-        raise _BodyError(f"unsupported Content-Encoding {encoding[:40]!r}")
-    inflater: Any = None
-    kept = bytearray()
-    truncated = False
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        if truncated:
-            continue  # read to the end (response_time covers the whole body) without inflating it
-        if encoding in ("gzip", "deflate") and inflater is None and chunk:
+class _Body:
+    """A response body's first MAX_BODY bytes (decoded from gzip or deflate); the rest is read and
+    dropped (response_time covers the whole body). A compressed body is inflated incrementally and
+    never past MAX_BODY (+1 byte to tell whether more followed): a gzip bomb costs at most MAX_BODY
+    of inflation."""
+
+    __slots__ = ("status", "encoding", "inflater", "kept", "truncated")
+
+    def __init__(self, status: int, headers: dict[str, str]):
+        self.status = status
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding == "x-gzip":
+            encoding = "gzip"
+        if encoding not in ("identity", "", "gzip", "deflate"):
+            raise _BodyError(f"unsupported Content-Encoding {encoding[:40]!r}", status)
+        self.encoding = encoding
+        self.inflater: Any = None
+        self.kept: bytes | bytearray = b""
+        self.truncated = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.truncated:
+            return  # read to the end without inflating it
+        if self.encoding in ("gzip", "deflate") and self.inflater is None:
             # Some servers send raw deflate under "deflate" (no zlib header): sniff as aiohttp does.
-            raw = encoding == "deflate" and chunk[0] & 0x0F != 8
-            wbits = -zlib.MAX_WBITS if raw else zlib.MAX_WBITS + (16 if encoding == "gzip" else 0)
-            inflater = zlib.decompressobj(wbits)
-        if inflater is None:
+            raw = self.encoding == "deflate" and chunk[0] & 0x0F != 8
+            wbits = -zlib.MAX_WBITS if raw else zlib.MAX_WBITS + (16 if self.encoding == "gzip" else 0)
+            self.inflater = zlib.decompressobj(wbits)
+        kept = self.kept
+        if self.inflater is None:
             room = MAX_BODY - len(kept)
-            truncated = len(chunk) > room
-            kept += chunk[:room]
-            continue
+            if len(chunk) > room:
+                self.truncated, chunk = True, chunk[:room]
+            if not kept:
+                self.kept = chunk  # most bodies come in one piece: no copy
+            else:
+                if isinstance(kept, bytes):
+                    kept = self.kept = bytearray(kept)
+                kept += chunk
+            return
+        if isinstance(kept, bytes):
+            kept = self.kept = bytearray(kept)
+        inflater = self.inflater
         try:
             data = chunk
             while data and len(kept) < MAX_BODY:
                 kept += inflater.decompress(data, MAX_BODY - len(kept))
                 data = inflater.unconsumed_tail
             if len(kept) >= MAX_BODY and not inflater.eof:
-                truncated = bool(inflater.decompress(data, 1))
+                self.truncated = bool(inflater.decompress(data, 1))
         except zlib.error:
-            raise _BodyError(f"response body is not valid {encoding}") from None
-    return bytes(kept), truncated
+            raise _BodyError(f"response body is not valid {self.encoding}", self.status) from None
+
+    def result(self) -> tuple[bytes, bool]:
+        """The kept body, and whether more followed."""
+        return bytes(self.kept), self.truncated
 
 
 class _BodyError(Exception):
-    """The body could not be decoded: the gate fails with this message."""
+    """The body could not be decoded: the gate fails with this message (and the status it came with)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
 
 
 def _json_value(body: bytes, truncated: bool, path: str) -> float:
@@ -260,29 +283,6 @@ def _capture_number(text: str | None, what: str) -> float:
         return float(text.strip())
     except ValueError:
         raise ProbeError(f"{what} captured {text[:40]!r}, not a number") from None
-
-
-def _describe(exc: aiohttp.ClientError) -> str:
-    """A short reason for a failed request (never the request's headers: they may hold secrets)."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return describe_ssl_error(exc.certificate_error)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"cannot resolve host {exc.host}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return describe_os_error(exc.os_error)
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return "too many redirects"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server disconnected without a response"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "response body incomplete"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"invalid response: {exc.message}"
-    if isinstance(exc, aiohttp.InvalidURL):
-        return "invalid URL in redirect"
-    if isinstance(exc, aiohttp.ClientOSError):
-        return describe_os_error(exc)
-    return str(exc) or type(exc).__name__
 
 
 KIND = ProbeKind(
