@@ -155,6 +155,11 @@ class Frame:
             body.crc  # noqa: B018 - their CRCs combined
             yield
 
+    def release(self) -> None:
+        """Drop the pieces (no longer served): their sources refer back to the frame, and without this
+        the cycle would wait for a full collection of the cyclic GC to be freed."""
+        self._pieces, self._sections, self._bodies, self._aggregates = [], {}, {}, {}
+
     # --- evaluations ---------------------------------------------------------------------------
 
     def update(self, gate: Gate, st: GateState, uptime_window: float, now: float | None = None) -> bool:

@@ -105,9 +105,13 @@ class Exposition:
     def _cancel_build(self) -> None:
         if self._step_handle is not None:
             self._step_handle.cancel()
+        if self._next is not None:
+            self._next.release()
         self._step_handle, self._steps, self._next = None, None, None
 
     def _swap(self, frame: Frame) -> None:
+        if self._live is not frame:
+            self._live.release()
         self._live, self._next, self._steps = frame, None, None
         if frame.dirty_chunks:
             self._arm_sweep()
