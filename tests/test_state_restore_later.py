@@ -45,3 +45,19 @@ def test_without_deferral_restore_is_whole_at_once(tmp_path: Path) -> None:
     store.restore("t", restored)
     assert list(restored.gates["a"].history) == rs and store.histories_pending == 0
     store.close_sync()
+
+
+def test_held_histories_wait_for_release(tmp_path: Path) -> None:
+    # serve holds them until /-/ready: their thread would share the GIL with the rest of the start.
+    rs = results("a", 7, NOW - 100, 10)
+    filled(tmp_path / "s.db", rs).close_sync()
+    store = open_store(str(tmp_path / "s.db"))
+    store.defer_histories = store.histories_held = True
+    restored = State()
+    assert store.restore("t", restored) == 1
+    assert list(restored.gates["a"].history) == [] and store.histories_pending == 0
+    store.release_histories()
+    wait_for(lambda: store.histories_pending == 0 and len(restored.gates["a"].history) == 7, timeout=10,
+             what="histories restored after release")
+    assert list(restored.gates["a"].history) == rs and not store.histories_held
+    store.close_sync()

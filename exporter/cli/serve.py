@@ -10,17 +10,19 @@ import logging
 import signal
 import socket
 import ssl
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from exporter import __version__
-from exporter.cli.common import EXIT_OK, UsageError, check_output, open_store, os_reason
+from exporter.cli.common import EXIT_OK, UsageError, check_output, os_reason
 from exporter.config.durations import parse_duration
 from exporter.engine.metrics import WebInfo
 from exporter.log import kv
 from exporter.log import setup as setup_logging
+from exporter.state.opening import Precheck
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -101,6 +103,13 @@ class ServeConfig:
     log_level: str = "info"
     log_format: str = "logfmt"
     external_url: str = ""  # --web.external-url: exported as qualitygate_web_info for the alerts' links
+
+    @property
+    def state_path(self) -> str | None:
+        """The state file's path; None for memory only (--storage.path '')."""
+        from exporter.state.store import DEFAULT_PATH
+
+        return None if self.storage == "" else self.storage or DEFAULT_PATH
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
@@ -209,6 +218,7 @@ class Server:
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.AbstractServer | None = None
         self._reloads: set[asyncio.Task[list[str]]] = set()  # kept referenced until done
+        self.precheck: Precheck | None = None  # the state file's integrity check, when started before the config load
 
     async def serve(self) -> int:
         """Start, run until SIGTERM/SIGINT (SIGHUP reloads), stop; signals are handled throughout."""
@@ -284,17 +294,23 @@ class Server:
         task.add_done_callback(self._reloads.discard)
 
     def _store(self) -> Store | None:
-        from exporter.state.store import DEFAULT_PATH
+        from exporter.state.store import StorageError
+        from exporter.state.store import open_store as open_
 
-        if self.config.storage == "":
+        path = self.config.state_path
+        if path is None:
             log.info("state kept in memory only (--storage.path ''): restarts forget history and pushed "
                      "evidence, manual gates cannot pass")
             return None
-        path = self.config.storage or DEFAULT_PATH
         # A file that cannot be written later degrades to memory (a disk fault must not stop the gates),
         # but a directory can never become the state file: that is a usage error, said at start.
         check_output("--storage.path", path)
-        return open_store(path)
+        try:  # as cli.common.open_store, with the integrity check cmd_serve started early
+            return open_(path, early=self.precheck)
+        except StorageError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"--storage.path {path}: {os_reason(exc)}") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -304,10 +320,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level, args.log_format)
     config = ServeConfig.from_args(args)
+    # The state file's quick_check (one SQLite call, the GIL released) runs meanwhile on the other core.
+    precheck = Precheck(config.state_path) if config.state_path is not None else None
     configs = load_configs(list(config.config_files))
     read_tokens(configs)  # a push_tokens_file that cannot be used is a config error before anything starts
     web_options = WebOptions.load(config.web_config)
 
     server = Server(config, configs, web_options)
+    server.precheck = precheck
     del configs  # only the server holds them, and lets go once they run
     return asyncio.run(server.serve())

@@ -14,7 +14,6 @@ import collections
 import concurrent.futures
 import logging
 import os
-import pathlib
 import sqlite3
 import threading
 import time
@@ -30,16 +29,8 @@ from exporter.state import evidence as pushes
 from exporter.state import restore as restoring
 from exporter.state.evidence import Push
 from exporter.state.memory import State
-from exporter.state.schema import (
-    SCHEMA_VERSION,
-    BadMarker,
-    ForeignFile,
-    StorageError,
-    check,
-    connect,
-    ensure_schema,
-    schema_version,
-)
+from exporter.state.opening import Precheck, checked_connection, read_only_connection
+from exporter.state.schema import SCHEMA_VERSION, ForeignFile, StorageError, ensure_schema, schema_version
 from exporter.state.selfmetrics import storage_families
 from exporter.state.writer import GRACE, MAX_QUEUE, Op, Writer, future_of
 
@@ -100,10 +91,12 @@ class History:
         return self._store.evidence(self._tracker, gate_id)
 
 
-def open_store(path: str, read_only: bool = False, move_corrupt_aside: bool = True) -> Store:
-    """Open (or create) the state file; a corrupt file is renamed aside, never overwritten."""
+def open_store(path: str, read_only: bool = False, move_corrupt_aside: bool = True,
+               early: Precheck | None = None) -> Store:
+    """Open (or create) the state file; a corrupt file is renamed aside, never overwritten. `early`: the
+    integrity check already started for this path (serve starts it before loading the config)."""
     store = Store(path, read_only)
-    store._open(move_corrupt_aside)
+    store._open(move_corrupt_aside, early)
     return store
 
 
@@ -132,17 +125,26 @@ class Store:
         self._last_error = ""
         self._last_error_log = 0.0
         self.defer_histories, self.histories_pending = False, 0  # restore() leaves histories to threads (start-up)
+        # While held, deferred histories wait for release_histories(): serve holds them until /-/ready, because
+        # their thread's Python work shares the GIL with the start-up still to come (0.6-1.2 s of 10,000 gates).
+        self.histories_held = False
+        self._held: list[restoring.Histories] = []
 
     # --- opening ----------------------------------------------------------------------------
 
-    def _open(self, move_corrupt_aside: bool) -> None:
+    def _open(self, move_corrupt_aside: bool, early: Precheck | None = None) -> None:
         if self.read_only:
-            self._open_read_only()
+            self._reader = read_only_connection(self.path)
+            try:
+                self._load_attestations()
+                self._load_pushes()
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot read state file {self.path}: {exc}") from None
             return
         parent = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(parent, exist_ok=True)
-            self._reader = self._checked_connection(move_corrupt_aside)
+            self._reader = checked_connection(self.path, move_corrupt_aside, early)
         except (sqlite3.Error, OSError) as exc:
             self._fault("cannot open the state file; keeping state in memory only", exc)
             self._reader = None
@@ -164,60 +166,6 @@ class Store:
             self._load_pushes()
         self._thread = threading.Thread(target=Writer(self).run, name="qualitygate-storage", daemon=True)
         self._thread.start()
-
-    def _open_read_only(self) -> None:
-        if not os.path.isfile(self.path):
-            raise StorageError(f"state file {self.path} does not exist")
-        uri = pathlib.Path(os.path.abspath(self.path)).as_uri() + "?mode=ro"
-        try:
-            db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            db.execute("PRAGMA busy_timeout = 5000")
-            version = schema_version(db)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot read state file {self.path}: {exc}") from None
-        except BadMarker as exc:
-            db.close()
-            raise StorageError(f"state file {self.path} is corrupt: {exc}") from None
-        if version is None:
-            db.close()
-            raise StorageError(f"{self.path} is not a qualitygate state file (no qualitygate schema marker)")
-        if version != SCHEMA_VERSION:
-            db.close()
-            raise StorageError(f"state file {self.path} has schema version {version!r}, expected {SCHEMA_VERSION}")
-        self._reader = db
-        try:
-            self._load_attestations()
-            self._load_pushes()
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot read state file {self.path}: {exc}") from None
-
-    def _checked_connection(self, move_corrupt_aside: bool) -> sqlite3.Connection:
-        """A connection to a file that passes quick_check (a corrupt one is moved aside first)."""
-        try:
-            db = connect(self.path)
-            problem = check(db)
-        except sqlite3.DatabaseError as exc:
-            if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
-                raise
-            problem, db = str(exc), None
-        if problem is None:
-            assert db is not None
-            return db
-        if db is not None:
-            db.close()
-        if not move_corrupt_aside:
-            raise StorageError(f"state file {self.path} is corrupt: {problem}")
-        aside = f"{self.path}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-        n = 1
-        while os.path.exists(aside):  # two bad starts in one second must not overwrite the first
-            aside = f"{self.path}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{n}"
-            n += 1
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(self.path + suffix):
-                os.replace(self.path + suffix, aside + suffix)
-        log.error("state file is corrupt; moved it aside and starting with an empty one",
-                  extra=kv(path=self.path, moved_to=aside, problem=problem))
-        return connect(self.path)
 
     # --- the event-loop side ----------------------------------------------------------------
 
@@ -310,8 +258,18 @@ class Store:
         if got:
             log.info("restored stored state", extra=kv(tracker=tracker, gates=len(got), seconds=time.monotonic() - t0))
         if later is not None:  # start-up: histories follow in a thread, /-/ready does not wait for them
-            later.start(self)
+            if self.histories_held:
+                self._held.append(later)
+            else:
+                later.start(self)
         return len(got)
+
+    def release_histories(self) -> None:
+        """Start loading the histories held back so far (and those of later restores at once)."""
+        self.histories_held = False
+        held, self._held = self._held, []
+        for later in held:
+            later.start(self)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is committed and answered (or the writer gave up for now)."""
