@@ -83,7 +83,13 @@ def test_restart_restores_metrics_and_history(tmp_path: Path, write_config, serv
         if name == "gate_evaluations_total":
             totals[dict(labels)["gate"]] = totals.get(dict(labels)["gate"], 0) + v
     assert totals == {g: n for g, (_, n) in stored.items()}
-    detail = json.loads(s2.get("/api/gates/flaky")[1])
+    # Stored histories load in the background once /-/ready answers: wait for them (bounded).
+    deadline = time.monotonic() + 20
+    while True:
+        detail = json.loads(s2.get("/api/gates/flaky")[1])
+        if len(detail["history"]) >= min(stored["flaky"][1], 50) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert detail["status"] == stored["flaky"][0]
     assert len(detail["history"]) == min(stored["flaky"][1], 50)
     outcomes = [h["outcome"] for h in detail["history"]]
