@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import one_step_tracker
 from exporter.cli.main import _parser
-from exporter.cli.serve import Server, ServeConfig, WebOptions
+from exporter.cli.serve import ServeConfig, Server, WebOptions
 from exporter.config.model import Config, Gate
 from exporter.engine.runtime import Runtime, load_configs
 from exporter.web.app import make_app

@@ -10,7 +10,6 @@ import logging
 import signal
 import socket
 import ssl
-import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field

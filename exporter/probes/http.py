@@ -165,7 +165,8 @@ async def probe(spec: HTTPSpec, ctx: ProbeContext) -> Measurement:
     start = time.perf_counter()
     try:
         resp = await httpconn.fetch(spec.method, spec.url, headers, None if spec.body is None else spec.body.encode(),
-                                    timeout=ctx.timeout - min(TIMEOUT_SLACK, ctx.timeout / 10), follow_redirects=spec.follow_redirects, tls=contexts,
+                                    timeout=ctx.timeout - min(TIMEOUT_SLACK, ctx.timeout / 10),
+                                    follow_redirects=spec.follow_redirects, tls=contexts,
                                     sink=_Body)
     except _BodyError as exc:
         return Measurement({"status": float(exc.status)}, ok=False, message=str(exc))
