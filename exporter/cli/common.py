@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import requests
 
+    from exporter.state.opening import Precheck
     from exporter.state.store import Store
 
 EXIT_OK, EXIT_FAILING, EXIT_USAGE = 0, 1, 2
@@ -31,13 +32,14 @@ def json_object(resp: requests.Response) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def open_store(path: str, read_only: bool = False) -> Store:
-    """The SQLite state file, or a UsageError that says why it cannot be used."""
+def open_store(path: str, read_only: bool = False, early: Precheck | None = None) -> Store:
+    """The SQLite state file, or a UsageError that says why it cannot be used; `early` is an
+    integrity check started before the config load (serve), not repeated when it found the file healthy."""
     from exporter.state.store import StorageError
     from exporter.state.store import open_store as open_
 
     try:
-        return open_(path, read_only=read_only)
+        return open_(path, read_only=read_only, early=early)
     except StorageError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:

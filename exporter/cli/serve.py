@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from exporter import __version__
-from exporter.cli.common import EXIT_OK, UsageError, check_output, os_reason
+from exporter.cli.common import EXIT_OK, UsageError, check_output, open_store, os_reason
 from exporter.config.durations import parse_duration
 from exporter.engine.metrics import WebInfo
 from exporter.log import kv
@@ -293,9 +293,6 @@ class Server:
         task.add_done_callback(self._reloads.discard)
 
     def _store(self) -> Store | None:
-        from exporter.state.store import StorageError
-        from exporter.state.store import open_store as open_
-
         path = self.config.state_path
         if path is None:
             log.info("state kept in memory only (--storage.path ''): restarts forget history and pushed "
@@ -304,12 +301,7 @@ class Server:
         # A file that cannot be written later degrades to memory (a disk fault must not stop the gates),
         # but a directory can never become the state file: that is a usage error, said at start.
         check_output("--storage.path", path)
-        try:  # as cli.common.open_store, with the integrity check cmd_serve started early
-            return open_(path, early=self.precheck)
-        except StorageError as exc:
-            raise UsageError(str(exc)) from None
-        except OSError as exc:
-            raise UsageError(f"--storage.path {path}: {os_reason(exc)}") from None
+        return open_store(path, early=self.precheck)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
