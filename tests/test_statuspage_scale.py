@@ -6,6 +6,7 @@ import re
 import time
 
 from bench import gen
+from exporter.state.buckets import Buckets
 from exporter.web.overview import BLOCKERS_SHOWN, INLINE_GATES
 from tests.test_statuspage_pages import Page, site  # noqa: F401 - the fixture
 
@@ -148,8 +149,9 @@ async def test_an_uptime_gate_page_shows_the_uptime_its_value_is(site):  # noqa:
     st = s.runtime.states["up"]
     day = 86400
     # The observed gate: 905 of 1,000 evaluations passed within the last 7 days; older ones fall outside.
-    st.get("api").buckets = {int(s.now // day * day) - 2 * day: [900, 990], int(s.now // 3600 * 3600): [5, 10],
-                             int(s.now // day * day) - 20 * day: [0, 500]}
+    st.get("api").buckets = Buckets.of({int(s.now // day * day) - 2 * day: [900, 990],
+                                        int(s.now // 3600 * 3600): [5, 10],
+                                        int(s.now // day * day) - 20 * day: [0, 500]})
     s.record("up", "api", "pass", ago=1, status=200, response_time=0.01, value=0.01)
     ratio = st.get("api").uptime(7 * day, s.now)
     s.record("up", "api-uptime", "fail", value=ratio[0] / ratio[1], message="uptime below 99 %")

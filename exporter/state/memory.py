@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from exporter.model import ERROR, FAIL, PASS, PENDING, Result
+from exporter.state.buckets import Buckets
 from exporter.state.ring import ResultRing
 
 HISTORY = 50  # recent evaluations kept per gate for /api/gates/{id}
@@ -34,7 +35,11 @@ class GateState:
     since: float | None = None  # when the current status began
     counts: dict[str, int] = field(default_factory=lambda: {PASS: 0, FAIL: 0, ERROR: 0})
     history: ResultRing = field(default_factory=lambda: ResultRing(HISTORY))
-    buckets: dict[int, list[int]] = field(default_factory=dict)  # bucket start -> [passed, total]
+    buckets: Buckets = field(default_factory=Buckets)  # bucket start -> (passed, total), in flat columns
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.buckets, Buckets):  # a mapping of start -> [passed, total] (peers, tests)
+            self.buckets = Buckets.of(self.buckets)
 
     @property
     def status(self) -> str:
@@ -43,24 +48,11 @@ class GateState:
 
     def uptime(self, window: float, now: float) -> tuple[int, int]:
         """(passed, total) evaluations whose bucket starts within the window."""
-        lo = now - window
-        passed = total = 0
-        for start, (p, t) in self.buckets.items():
-            if start >= lo:
-                passed += p
-                total += t
-        return passed, total
+        return self.buckets.since(now - window)
 
     def compact(self, now: float, keep: float) -> None:
         """Merge aged buckets into coarser ones and drop those older than `keep` seconds."""
-        merged: dict[int, list[int]] = {}
-        for start, (p, t) in self.buckets.items():
-            if start < now - keep:
-                continue
-            b = merged.setdefault(bucket_start(start, now), [0, 0])
-            b[0] += p
-            b[1] += t
-        self.buckets = merged
+        self.buckets.compact(now, keep)  # bucket_start(start, now) of each, as packs.coarsen does it
 
 
 class State:
@@ -93,9 +85,7 @@ class State:
             st.since = result.started
         if result.passed:
             st.last_pass = result.started
-        b = st.buckets.setdefault(bucket_start(result.started, result.started), [0, 0])
-        b[0] += result.passed
-        b[1] += 1
+        st.buckets.add(bucket_start(result.started, result.started), int(result.passed))
         return st
 
     def pass_ratio(self, gate_id: str, window: float, now: float) -> tuple[int, int]:

@@ -1,5 +1,6 @@
 """Opening the state file: the integrity check, a corrupt file moved aside, read-only opens, and the
-check started early in a thread (`Precheck`) so that it overlaps the config load at start-up."""
+check started early in a thread (`Precheck`, which then also reads the stored states ahead) so that it
+overlaps the config load at start-up."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ import threading
 import time
 
 from exporter.log import kv
-from exporter.state.schema import SCHEMA_VERSION, BadMarker, StorageError, check, connect, schema_version
+from exporter.state.restore import Prefetched
+from exporter.state.schema import READABLE, SCHEMA_VERSION, BadMarker, StorageError, check, connect, schema_version
 
 log = logging.getLogger("qualitygate.storage")
 
 
 class Precheck:
-    """The integrity check of an existing state file, in a thread of its own, on a read-only connection.
+    """The integrity check of an existing state file, in a thread of its own, on a read-only connection
+    (and, in a second one, the stored states read ahead for Store.restore: restore.Prefetched).
 
     PRAGMA quick_check reads the whole file (0.3 s for a month of 10,000 gates) in one SQLite call,
     which releases the GIL: started before the config is loaded, it runs on the other core. It only
@@ -25,31 +28,53 @@ class Precheck:
     checks again itself and handles as it always did. Nothing is written, nothing created.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, prefetch: bool = True):
         self.path = path
         self.healthy = False
-        self._thread: threading.Thread | None = None
+        # With prefetch, the file's stored states, read in a second thread meanwhile: the check's one SQLite call
+        # leaves the GIL to it. Kept only when the check finds the file healthy.
+        self.stored: Prefetched | None = None
+        self._threads: list[threading.Thread] = []
         if os.path.isfile(path):
-            self._thread = threading.Thread(target=self._run, name="state-precheck", daemon=True)
-            self._thread.start()
+            for target, name in [(self._check, "state-precheck"), *([(self._read, "state-prefetch")] * prefetch)]:
+                thread = threading.Thread(target=target, name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
-    def _run(self) -> None:
+    def _connect(self) -> sqlite3.Connection:
         uri = pathlib.Path(os.path.abspath(self.path)).as_uri() + "?mode=ro"
+        db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout = 5000")
+        return db
+
+    def _check(self) -> None:
         try:
-            db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            db = self._connect()
             try:
-                db.execute("PRAGMA busy_timeout = 5000")
                 self.healthy = check(db) is None and schema_version(db) is not None
             finally:
                 db.close()
         except Exception:  # noqa: BLE001 - not known healthy: the opener checks for itself
             self.healthy = False
 
+    def _read(self) -> None:
+        try:
+            db = self._connect()
+            try:
+                self.stored = Prefetched(db)
+            finally:
+                db.close()
+        except Exception:  # noqa: BLE001 - a file that cannot be read ahead is read by restore as always
+            self.stored = None
+
     def verified(self, path: str) -> bool:
-        """True when the check ran for this path and found the file healthy (waits for it)."""
-        if self._thread is None or os.path.abspath(path) != os.path.abspath(self.path):
+        """True when the check ran for this path and found the file healthy (waits for it, and the read ahead)."""
+        if not self._threads or os.path.abspath(path) != os.path.abspath(self.path):
             return False
-        self._thread.join()
+        for thread in self._threads:
+            thread.join()
+        if not self.healthy:
+            self.stored = None  # read from a file that is not sound: never used
         return self.healthy
 
 
@@ -101,7 +126,7 @@ def read_only_connection(path: str) -> sqlite3.Connection:
     if version is None:
         db.close()
         raise StorageError(f"{path} is not a qualitygate state file (no qualitygate schema marker)")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE:  # an older version is read as it is: migrating is for a writer
         db.close()
         raise StorageError(f"state file {path} has schema version {version!r}, expected {SCHEMA_VERSION}")
     return db

@@ -6,11 +6,12 @@ import logging
 import sqlite3
 
 from exporter.log import kv
-from exporter.state import evidence
+from exporter.state import evidence, packs
 
 log = logging.getLogger("qualitygate.storage")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: uptime buckets packed per gate (state/packs.py); version 1 files are migrated
+READABLE = frozenset({1, 2})  # versions a read-only open reads (a version-1 file has rows only)
 
 _TABLES = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -47,6 +48,7 @@ _TABLES = [
         passed INTEGER NOT NULL,
         total INTEGER NOT NULL,
         PRIMARY KEY (gid, start)) WITHOUT ROWID""",
+    packs.TABLE,
     """CREATE TABLE IF NOT EXISTS attestations (
         id INTEGER PRIMARY KEY,
         gid INTEGER NOT NULL,
@@ -57,7 +59,7 @@ _TABLES = [
     "CREATE INDEX IF NOT EXISTS attestations_gid_at ON attestations (gid, at)",
     *evidence.TABLES,
 ]
-OUR_TABLES = frozenset({"meta", "gates", "history", "buckets", "attestations", *evidence.TABLE_NAMES})
+OUR_TABLES = frozenset({"meta", "gates", "history", "buckets", packs.NAME, "attestations", *evidence.TABLE_NAMES})
 
 
 class StorageError(Exception):
@@ -117,6 +119,9 @@ def foreign_tables(db: sqlite3.Connection) -> list[str]:
 def ensure_schema(db: sqlite3.Connection, path: str) -> None:
     """WAL mode and our tables; refuse a foreign file and one written by a newer version."""
     version = schema_version(db)
+    if version == 1:
+        migrate(db)
+        version = schema_version(db)
     if version is not None and version != SCHEMA_VERSION:
         raise StorageError(f"state file has schema version {version}, this exporter writes {SCHEMA_VERSION}")
     if version is None:
@@ -140,6 +145,28 @@ def ensure_schema(db: sqlite3.Connection, path: str) -> None:
         for statement in _TABLES:
             db.execute(statement)
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+MIGRATIONS = {1: packs.migrate_1_to_2}  # from version N to N + 1, each in the transaction migrate() opens
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a file of an older schema version to this one: every step and the new marker in one transaction,
+    so a failure (a read-only file, a full disk) leaves the file as it was. A file of a newer version is
+    never touched (ensure_schema refuses it)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = schema_version(db)  # again under the write lock: another process may have migrated it
+        while version is not None and version in MIGRATIONS:
+            MIGRATIONS[version](db)
+            new = schema_version(db)
+            assert new == version + 1, (version, new)
+            version = new
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:

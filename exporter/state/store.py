@@ -30,7 +30,7 @@ from exporter.state import restore as restoring
 from exporter.state.evidence import Push
 from exporter.state.memory import State
 from exporter.state.opening import Precheck, checked_connection, read_only_connection
-from exporter.state.schema import SCHEMA_VERSION, ForeignFile, StorageError, ensure_schema, schema_version
+from exporter.state.schema import READABLE, SCHEMA_VERSION, ForeignFile, StorageError, ensure_schema, schema_version
 from exporter.state.selfmetrics import storage_families
 from exporter.state.writer import GRACE, MAX_QUEUE, Op, Writer, future_of
 
@@ -124,11 +124,23 @@ class Store:
         self._thread: threading.Thread | None = None
         self._last_error = ""
         self._last_error_log = 0.0
-        self.defer_histories, self.histories_pending = False, 0  # restore() leaves histories to threads (start-up)
+        self._defer_histories, self.histories_pending = False, 0
         # While held, deferred histories wait for release_histories(): serve holds them until /-/ready, because
         # their thread's Python work shares the GIL with the start-up still to come (0.6-1.2 s of 10,000 gates).
         self.histories_held = False
         self._held: list[restoring.Histories] = []
+        self._prefetched: restoring.Prefetched | None = None  # read ahead at start-up (opening.Precheck)
+
+    @property
+    def defer_histories(self) -> bool:
+        """True while starting: restore() leaves histories to threads (and may take states read ahead)."""
+        return self._defer_histories
+
+    @defer_histories.setter
+    def defer_histories(self, on: bool) -> None:
+        self._defer_histories = on
+        if not on:
+            self._prefetched = None  # start-up is over: what no config took is not kept
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -145,6 +157,8 @@ class Store:
         try:
             os.makedirs(parent, exist_ok=True)
             self._reader = checked_connection(self.path, move_corrupt_aside, early)
+            if early is not None and early.verified(self.path):
+                self._prefetched, early.stored = early.stored, None
         except (sqlite3.Error, OSError) as exc:
             self._fault("cannot open the state file; keeping state in memory only", exc)
             self._reader = None
@@ -158,7 +172,7 @@ class Store:
             except (sqlite3.Error, StorageError) as exc:
                 # A read-only file still restores; a file of another schema version is left alone.
                 self._fault("cannot prepare the state file for writing; keeping state in memory", exc)
-                if schema_version(self._reader) != SCHEMA_VERSION:
+                if schema_version(self._reader) not in READABLE:
                     self._reader.close()
                     self._reader = None
         if self._reader is not None:
@@ -235,11 +249,7 @@ class Store:
         if self._reader is None:
             return 0, 0
         with self._reader_lock:
-            row = self._reader.execute(
-                "SELECT coalesce(sum(b.passed), 0), coalesce(sum(b.total), 0) FROM buckets b "
-                "JOIN gates g ON g.gid = b.gid WHERE g.tracker = ? AND g.gate = ? AND b.start >= ?",
-                (tracker, gate_id, now - window)).fetchone()
-        return int(row[0]), int(row[1])
+            return restoring.pass_ratio(self._reader, tracker, gate_id, now - window)
 
     def restore(self, tracker: str, state: State, gate_ids: Iterable[str] | None = None) -> int:
         """Fill stored gates' states (only those named, when given); returns how many were restored."""
@@ -249,7 +259,11 @@ class Store:
         wanted, t0 = (None if gate_ids is None else set(gate_ids)), time.monotonic()
         try:
             with self._reader_lock:
-                got, later = restoring.gate_states(self._reader, tracker, wanted, histories=not self.defer_histories)
+                ahead = None
+                if self._prefetched is not None and self.defer_histories:  # start-up
+                    ahead = self._prefetched.take(self._reader, tracker, wanted)
+                got, later = ahead or restoring.gate_states(self._reader, tracker, wanted,
+                                                            histories=not self.defer_histories)
         except Exception as exc:  # rows are checked one by one; this is the file failing as a whole
             self._fault("cannot read stored state; those gates start empty", exc)
             log.debug("restore failed", exc_info=True)

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.log import kv
 from exporter.model import ERROR, FAIL, PASS, Result
-from exporter.state import evidence
-from exporter.state.memory import _TIERS as TIERS  # the same coarsening as memory, so both agree after a restart
+from exporter.state import evidence, packs
 from exporter.state.memory import HISTORY, bucket_start
 from exporter.state.schema import BadMarker, StorageError, connect, ensure_schema
 
@@ -70,6 +69,7 @@ class Writer:
         self.data_version: int | None = None
         self.current: list[Op] = []  # the batch taken from the queue and not yet answered
         self.committed = False
+        self.unfoldable: set[object] = set()  # gates whose buckets the compaction cannot fold (logged once)
 
     def run(self) -> None:
         """The thread's body: the loop under a guard that logs, counts and restarts it."""
@@ -345,27 +345,11 @@ class Writer:
             log.info("gates configured again; their stored state is kept", extra=kv(gates=back))
 
     def op_maintain(self, db: sqlite3.Connection, now: float) -> None:
-        # Coarsen in one pass, as GateState.compact does: each bucket moves to the size its age calls for.
-        whens = " ".join(f"WHEN start > :now - {limit} THEN start - start % {size}"
-                         for limit, size in TIERS if limit is not None)
-        target = f"CASE {whens} ELSE start - start % {TIERS[-1][1]} END"
-        moved = f"SELECT gid, start, {target} AS target, passed, total FROM buckets WHERE start <= :now - {TIERS[0][0]}"
-        # Through a temp table: a bucket can be both merged away and merged into.
-        db.execute("DROP TABLE IF EXISTS temp.merged")
-        db.execute("CREATE TEMP TABLE merged AS "
-                   "SELECT gid, target AS start, sum(passed) AS passed, sum(total) AS total "
-                   f"FROM ({moved}) WHERE target != start GROUP BY gid, target", {"now": now})
-        db.execute(f"DELETE FROM buckets WHERE start <= :now - {TIERS[0][0]} AND start != ({target})", {"now": now})
-        db.execute("INSERT INTO buckets (gid, start, passed, total) SELECT gid, start, passed, total FROM temp.merged "
-                   "WHERE true ON CONFLICT (gid, start) DO UPDATE SET passed = passed + excluded.passed, "
-                   "total = total + excluded.total")
-        db.execute("DROP TABLE temp.merged")
-        # Trackers no config names keep their buckets until their gates' grace period ends.
-        for tracker, keep in self.store._keep.items():
-            db.execute("DELETE FROM buckets WHERE start < ? AND gid IN (SELECT gid FROM gates WHERE tracker = ?)",
-                       (now - keep, tracker))
+        # Coarsen and prune as GateState.compact does, folding the rows written since into the packs
+        # (state/packs.py). Trackers no config names keep their buckets until their gates' grace period ends.
+        packs.fold(db, now, self.store._keep, self.unfoldable)
         expired = [r[0] for r in db.execute("SELECT gid FROM gates WHERE unseen_since < ?", (now - GRACE,))]
-        for table in ("history", "buckets", "attestations", *evidence.TABLE_NAMES, "gates"):
+        for table in ("history", "buckets", packs.NAME, "attestations", *evidence.TABLE_NAMES, "gates"):
             db.executemany(f"DELETE FROM {table} WHERE gid = ?", ((g,) for g in expired))
         if expired:
             gone = set(expired)

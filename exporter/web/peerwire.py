@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 from exporter.model import ERROR, FAIL, PASS, Evidence, Result
+from exporter.state.buckets import Buckets
 from exporter.state.evidence import Push
 from exporter.state.memory import GateState
 from exporter.state.store import Attestation
@@ -37,7 +38,8 @@ def state_json(st: GateState, buckets: bool) -> dict[str, Any]:
     doc: dict[str, Any] = {"result": result_json(st.result) if st.result is not None else None,
                            "last_pass": st.last_pass, "since": st.since, "counts": dict(st.counts)}
     if buckets:
-        doc["buckets"] = [[start, p, t] for start, (p, t) in st.buckets.items()]
+        starts, passed, totals = st.buckets.columns()
+        doc["buckets"] = [list(b) for b in zip(starts, passed, totals, strict=False)]  # as long as the starts
     return doc
 
 
@@ -47,7 +49,7 @@ def state_from(doc: dict[str, Any]) -> GateState:
     counts.update({str(k): int(v) for k, v in doc["counts"].items()})
     return GateState(result=result_from(doc["result"]) if doc["result"] is not None else None,
                      last_pass=doc["last_pass"], since=doc["since"], counts=counts,
-                     buckets={int(s): [int(p), int(t)] for s, p, t in doc.get("buckets", [])})
+                     buckets=Buckets.of({int(s): (int(p), int(t)) for s, p, t in doc.get("buckets", [])}))
 
 
 def attestation_json(att: Attestation) -> dict[str, Any]:
