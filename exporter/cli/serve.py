@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import socket
@@ -235,13 +236,15 @@ class Server:
         (the example tracker's do) must find it listening on their first run."""
         from aiohttp import web
 
+        from exporter.engine import pauses
         from exporter.engine.runtime import Runtime
         from exporter.web.app import make_app
         from exporter.web.listener import LINGERING_SECONDS, ReadTimeouts, body_deadline, listen
 
         c = self.config
         runtime = self._runtime = Runtime(list(c.config_files), max_concurrency=c.concurrency, shard=c.shard,
-                                          watch_interval=c.watch_interval, max_evidence_bytes=c.max_evidence_bytes)
+                                          watch_interval=c.watch_interval, max_evidence_bytes=c.max_evidence_bytes,
+                                          freeze_gc=True, switch_interval=pauses.SERVE_SWITCH_INTERVAL)
         runtime.store = self._store()
         runtime.prepare(self.configs)
         gates = sum(len(g.gates) for g in self.configs)
@@ -301,19 +304,52 @@ class Server:
         # A file that cannot be written later degrades to memory (a disk fault must not stop the gates),
         # but a directory can never become the state file: that is a usage error, said at start.
         check_output("--storage.path", path)
-        return open_store(path, early=self.precheck)
+        early, self.precheck = self.precheck, None  # used once: its read-ahead is not kept for the server's life
+        return open_store(path, early=early)
+
+
+# What serve imports anyway before it listens, imported while a child parses the config (in order, until the
+# config is there): the parent has nothing else to do then.
+WARM_IMPORTS = ("exporter.engine.runtime", "exporter.engine.pushes", "aiohttp.web", "exporter.web.app",
+                "exporter.web.listener", "exporter.state.store")
+
+
+def _load_configs(paths: list[str]) -> list[Config]:
+    # The config stage only: the child imports nothing more (the engine is the parent's to import meanwhile).
+    from exporter.config.files import load_configs
+
+    return load_configs(paths)
+
+
+def load_first(paths: list[str], precheck: Callable[[], Precheck | None]) -> tuple[list[Config], Precheck | None]:
+    """The first config, parsed in a child (exporter.config.apart) while this process starts `precheck` and
+    imports what it needs later. A child that dies is a one-line error (exit 2)."""
+    from exporter.config import apart
+
+    apart.enable()
+    pending = apart.start(paths, _load_configs)  # forked before any thread of ours exists
+    try:
+        check = precheck()
+        for name in WARM_IMPORTS:
+            if pending.ready():
+                break
+            importlib.import_module(name)
+        return pending.result(), check
+    except apart.LoadChildError as exc:
+        raise UsageError(f"cannot load the config: {exc}") from None
+    finally:
+        pending.cancel()  # when something else raised before result(): no child is left behind
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the exporter until SIGTERM/SIGINT; SIGHUP reloads."""
-    from exporter.engine.pushes import read_tokens
-    from exporter.engine.runtime import load_configs
-
     setup_logging(args.log_level, args.log_format)
     config = ServeConfig.from_args(args)
     # The state file's quick_check (one SQLite call, the GIL released) runs meanwhile on the other core.
-    precheck = Precheck(config.state_path) if config.state_path is not None else None
-    configs = load_configs(list(config.config_files))
+    path = config.state_path
+    configs, precheck = load_first(list(config.config_files), lambda: Precheck(path) if path is not None else None)
+    from exporter.engine.pushes import read_tokens
+
     read_tokens(configs)  # a push_tokens_file that cannot be used is a config error before anything starts
     web_options = WebOptions.load(config.web_config)
 

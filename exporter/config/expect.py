@@ -27,7 +27,7 @@ _RE = re.compile(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Condition:
     """One parsed condition, its number already in base units (seconds, ratio 0..1)."""
 

@@ -34,7 +34,7 @@ def check_id(value: str) -> None:
 # --- the document's shape (what the loader reads; also what `qualitygate schema` describes) ---
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DefaultsDoc:
     """Defaults every gate inherits unless it sets its own."""
 
@@ -43,14 +43,14 @@ class DefaultsDoc:
     tier: str = opt("important", doc="critical | important | enhancement", enum=TIERS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PrometheusDoc:
     """The Prometheus server that `promql` gates query."""
 
     url: Url = opt(required=True, doc="Base URL of the Prometheus HTTP API, e.g. http://localhost:9090")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GateDoc:
     """A gate's common keys; exactly one probe key (http, tcp, command, ...) sits beside them."""
 
@@ -67,7 +67,7 @@ class GateDoc:
                                        "`render --in-place` finds the line by it.", max_length=MAX_TEXT)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepDoc:
     """A step of a phase: a unit of work with its quality gates."""
 
@@ -77,7 +77,7 @@ class StepDoc:
     gates: list[Any] = opt(default_factory=tuple, doc="The step's gates.")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PhaseDoc:
     """A phase of the plan."""
 
@@ -86,7 +86,7 @@ class PhaseDoc:
     steps: list[StepDoc] = opt(default_factory=tuple, doc="The phase's steps.")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TrackerDoc:
     """A tracker: one file, one plan of phases, steps and gates."""
 
@@ -103,7 +103,7 @@ class TrackerDoc:
 # --- the resolved, frozen config the rest of the program uses ---------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)  # weakly referable: tests see a reload free them
 class Gate:
     """One gate with every default applied."""
 
@@ -135,7 +135,7 @@ class Gate:
         return [c.text for c in self.expect]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """A step with its resolved gates."""
 
@@ -146,7 +146,7 @@ class Step:
     gates: tuple[Gate, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Phase:
     """A phase with its resolved steps."""
 
@@ -160,7 +160,7 @@ class Phase:
         return tuple(g for s in self.steps for g in s.gates)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)  # weakly referable: tests see a reload free them
 class Config:
     """A loaded tracker config."""
 

@@ -44,7 +44,7 @@ class History(Protocol):
         """The newest attestation of a manual gate, with .value, .note, .by, .at; or None."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PushRecord:
     """The evidence a push-sourced gate is judged on: the latest pushed run that counts.
 
@@ -84,7 +84,7 @@ class ProbeContext:
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[Measurement]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbeKind:
     """A probe kind: its config key, spec dataclass, probe function and measurements."""
 

@@ -43,7 +43,7 @@ PIPE_GRACE = 0.5
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommandSpec:
     """Options of a `command` gate."""
 
@@ -136,6 +136,10 @@ class _Pipe:
             self.task.cancel()
         if self.transport is not None:
             self.transport.close()
+        # Let go of both: a cancelled drain keeps its CancelledError, whose traceback holds _drain's frame
+        # and so this pipe; holding the task here would close a cycle, never freed if it was frozen while
+        # the command ran (serve freezes at each reload: engine/pauses.py).
+        self.task = self.transport = None
 
 
 def base_env() -> dict[str, str]:

@@ -28,7 +28,7 @@ FORMATS = ("auto", "cobertura", "lcov", "jacoco", "coverage.py")
 METRICS = ("line", "branch")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CoverageSpec(ReportSource):
     """Options of a `coverage` gate."""
 

@@ -12,7 +12,7 @@ from exporter.probes.files import display_path
 from exporter.probes.reading import run_read
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileSpec:
     """Options of a `file` gate."""
 

@@ -57,7 +57,7 @@ def _check_method(method: str) -> None:
         raise ValueError(f"invalid HTTP method {method!r} (want e.g. GET, HEAD, POST)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TLSSpec:
     """TLS options of an `http` gate."""
 
@@ -65,7 +65,7 @@ class TLSSpec:
     insecure_skip_verify: bool = opt(False, doc="Do not verify the server's certificate (testing only).")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BasicAuthSpec:
     """HTTP basic authentication; the password is read from a file at every probe."""
 
@@ -73,7 +73,7 @@ class BasicAuthSpec:
     password_file: FilePath = opt(required=True, doc="File holding the password (a trailing newline is ignored).")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HTTPSpec:
     """Options of an `http` gate."""
 

@@ -14,6 +14,7 @@ failed: ...` (probes/net.py), `cannot resolve host x`, `too many redirects`, `in
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 import time
@@ -63,6 +64,9 @@ async def fetch(method: str, url: str, headers: Mapping[str, str], body: bytes |
                 await fut
             finally:  # answered, failed, timed out or cancelled: the socket goes now
                 exchange.close()
+                # A failure raised from `await fut` keeps this frame in its traceback while fut keeps the
+                # failure: a cycle, never freed if fut was frozen in flight (serve freezes at each reload).
+                del fut, exchange
         if resp.sink is not None:
             return resp
         redirects += 1
@@ -147,7 +151,7 @@ class _Plain:
         except BlockingIOError:  # in progress: send at once, and wait for writability only if that can't
             pass
         except OSError as exc:
-            self.error = exc
+            self.error = exc.with_traceback(None)  # kept for its message; its traceback holds this frame, self
             self.start()
             return
         self._send(connecting=True)
@@ -160,7 +164,7 @@ class _Plain:
             sent = 0
         except OSError as exc:  # refused or reset: while connecting, the next address gets its turn
             if connecting:
-                self.error = exc
+                self.error = exc.with_traceback(None)  # as in start()
                 self.start()
             elif not self.resp.has_head:
                 self._fail(WireError(describe_os_error(exc)))
@@ -293,16 +297,17 @@ async def _tls_exchange(loop: asyncio.AbstractEventLoop, where: Target, addrs: l
             for family, addr in addrs:
                 try:
                     transport, _ = await loop.create_connection(
-                        lambda: _TLSProtocol(fut, resp, data), addr[0], addr[1], family=family, ssl=context,
+                        functools.partial(_TLSProtocol, fut, resp, data), addr[0], addr[1], family=family, ssl=context,
                         server_hostname=where.host, ssl_handshake_timeout=max(deadline - loop.time(), 0.001))
                     break
                 except ssl.SSLError as exc:  # the certificate, or the handshake: no other address would do
                     raise WireError(describe_os_error(exc)) from None
                 except OSError as exc:
-                    error = exc
+                    error = exc.with_traceback(None)  # its traceback holds this frame: a cycle (see fetch)
             else:
                 raise WireError(describe_os_error(error) if error else "no address")
             await fut
     finally:
         if transport is not None:
             transport.abort()  # the answer is in (or abandoned): no TLS close_notify exchange to wait for
+        del fut, transport  # as in fetch: a failure's traceback holds this frame

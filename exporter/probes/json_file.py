@@ -14,7 +14,7 @@ from exporter.probes.reading import open_regular, read_limited
 from exporter.probes.sources import ReportSource, measure, parse_bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JSONFileSpec(ReportSource):
     """Options of a `json_file` gate."""
 

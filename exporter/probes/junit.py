@@ -31,7 +31,7 @@ from exporter.probes.sources import ReportSource, measure, parse_bytes
 MAX_FILES = 10_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JUnitSpec(ReportSource):
     """Options of a `junit` gate."""
 

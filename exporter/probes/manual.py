@@ -11,7 +11,7 @@ from exporter.model import ATTESTATION, Evidence
 from exporter.probes.base import Measurement, ProbeContext, ProbeKind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ManualSpec:
     """Options of a `manual` gate."""
 

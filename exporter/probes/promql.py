@@ -26,7 +26,7 @@ def _check_query(query: str) -> None:
         raise ValueError("must not be empty")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PromQLSpec:
     """Options of a `promql` gate."""
 

@@ -142,6 +142,12 @@ async def run_read(key: tuple[str, str], fn: Callable[P, T], /, *args: P.args, *
     except asyncio.CancelledError:
         job.cancel()  # a large report's worker process is killed, so a hostile report cannot pin it
         raise
+    finally:
+        # An exception raised here keeps this frame in its traceback, and the future keeps the exception:
+        # a cycle. Left to the collector, it is freed, unless the future was frozen while the read was in
+        # flight (serve freezes at every reload: engine/pauses.py); then it never is. Before this, 5 reloads
+        # of 2,000 gates (half of them missing files) left 53,049 objects frozen as garbage: 1,020 such cycles.
+        del future
 
 
 def _kind_of(mode: int) -> str:

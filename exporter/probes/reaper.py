@@ -47,7 +47,7 @@ SCAN_ROUNDS = 10  # a daemon forking while it is being killed needs another roun
 REAP_WAIT = 2.0  # seconds to wait for killed processes to die and reach us (SIGKILL is prompt)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Proc:
     pid: int
     ppid: int

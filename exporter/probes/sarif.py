@@ -30,7 +30,7 @@ _RANK = {"none": 0, "note": 1, "warning": 2, "error": 3}
 _PLURAL = {"error": "errors", "warning": "warnings", "note": "notes"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SARIFSpec(ReportSource):
     """Options of a `sarif` gate."""
 

@@ -32,7 +32,7 @@ SOURCES = ("path", "url", "push")
 _URL_ONLY = ("headers", "tls", "basic_auth", "bearer_token_file")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PushSource:
     """`push`: the report arrives over HTTP (POST /api/gates/{id}/evidence)."""
 
@@ -40,7 +40,7 @@ class PushSource:
     branch: str | None = opt(None, doc="The only branch whose pushes decide the gate (others are judged only).")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReportSource:
     """The source options every report kind takes: exactly one of path, url and push."""
 

@@ -34,7 +34,7 @@ def _check_address(address: str) -> None:
     split_address(address)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TCPSpec:
     """Options of a `tcp` gate."""
 

@@ -35,7 +35,7 @@ def _check_address(address: str) -> None:
     split_address(address)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TLSProbeSpec:
     """Options of a `tls` gate."""
 

@@ -9,7 +9,7 @@ from exporter.config.fields import Duration, opt
 from exporter.probes.base import Measurement, ProbeContext, ProbeError, ProbeKind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UptimeSpec:
     """Options of an `uptime` gate."""
 
