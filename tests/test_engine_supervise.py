@@ -120,7 +120,16 @@ async def test_a_reload_raising_anything_is_a_failed_reload(
 
         # An exception while applying a new config puts the running one back.
         config_path.write_text(one_step_tracker(GATES.replace("id: g", "id: h")))
-        monkeypatch.setattr(Scheduler, "set_gates", lambda self, gates: (_ for _ in ()).throw(KeyError("x")))
+        real_steps = Scheduler.set_gates_steps
+        raised: list[bool] = []
+
+        def fails_once(self: Scheduler, gates: object, *args: object) -> object:
+            if not raised:  # the reload's (sliced) apply raises; putting the running config back does not
+                raised.append(True)
+                raise KeyError("x")
+            return real_steps(self, gates, *args)
+
+        monkeypatch.setattr(Scheduler, "set_gates_steps", fails_once)
         r = await client.post("/-/reload")
         assert r.status == 500 and "KeyError" in await r.text()
         monkeypatch.undo()

@@ -143,3 +143,35 @@ def test_without_an_event_loop_a_new_config_is_shown_at_once():
     expo.set_trackers([(parse_config(OLD), State())])
     expo.set_trackers([(parse_config(NEW), State())])
     assert shown(expo.render().decode())[0] == "new"
+
+
+async def test_the_frame_a_reload_replaces_is_let_go_of_in_slices_without_the_cyclic_gc(tmp_path: Path,
+                                                                                       monkeypatch: pytest.MonkeyPatch):
+    import gc
+    import weakref
+
+    from exporter.config.model import load_config
+    from exporter.state.memory import State
+
+    monkeypatch.setattr(frame, "TEARDOWN_BATCH", 7)
+    monkeypatch.setattr(gates, "STEP_BUDGET", 0.0)  # one step a turn of the loop: many slices
+    old_path, new_path = tmp_path / "old.yml", tmp_path / "new.yml"
+    old_path.write_text(OLD)
+    new_path.write_text(NEW)
+    expo = Exposition(registry=None)
+    expo.set_trackers([(load_config(str(old_path)), State())])
+    retired = weakref.ref(expo._live)
+    gate = weakref.ref(expo._live._trackers[0][0].gates[0])
+    expo.set_trackers([(load_config(str(new_path)), State())])
+    await expo.settled()
+    assert retired() is not None and expo._teardowns, "the old frame is let go of in steps, after the swap"
+    gc.disable()  # freed by reference counting alone: no cycle is left for the collector
+    try:
+        turns = 0
+        while expo._teardowns:
+            await asyncio.sleep(0)
+            turns += 1
+        assert turns > 3
+        assert retired() is None and gate() is None, "the old frame and its config's gates are gone"
+    finally:
+        gc.enable()

@@ -50,14 +50,17 @@ async def evaluate(gate: Gate, ctx: ProbeContext, faults: Faults | None = None) 
     t0 = time.monotonic()
     try:
         measurement = await asyncio.wait_for(kind.probe(gate.spec, ctx), gate.timeout)
-    except TimeoutError:
+    except TimeoutError as exc:
+        forget(exc)
         return Result(gate.id, kind.timeout_outcome, started, time.monotonic() - t0,
                       message=f"timed out after {format_duration(gate.timeout)}")
     except ProbeError as exc:
+        forget(exc)
         return Result(gate.id, ERROR, started, time.monotonic() - t0, message=str(exc) or "probe error")
     except Exception as exc:  # noqa: BLE001 - a broken probe is an error outcome, never a dead scheduler
         if faults is not None:
             faults.note("probe", gate)
+        forget(exc)
         return Result(gate.id, ERROR, started, time.monotonic() - t0, message=f"{type(exc).__name__}: {exc}")
     duration = time.monotonic() - t0
     try:
@@ -65,7 +68,27 @@ async def evaluate(gate: Gate, ctx: ProbeContext, faults: Faults | None = None) 
     except Exception as exc:  # noqa: BLE001 - a bug in judging is this gate's error, not a kept old status
         if faults is not None:
             faults.note("judge", gate)
+        forget(exc)
         return Result(gate.id, ERROR, started, duration, message=f"internal error judging: {type(exc).__name__}: {exc}")
+
+
+def forget(exc: BaseException) -> None:
+    """Drop the tracebacks of an exception made into an outcome, and of the exceptions it chains.
+
+    A traceback holds its frames, and their locals hold the task or future that holds the exception
+    (wait_for's frame and its inner task, for one): a cycle per failed evaluation. The collector frees
+    it, unless part of it was frozen while the evaluation was in flight (serve freezes at every
+    reload, engine/pauses.py): then none of it ever is. tests/test_engine_frozen_leaks.py counts them.
+    """
+    todo: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:  # chains can loop
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        todo += (e.__cause__, e.__context__)
 
 
 def judged(gate: Gate, m: Measurement, started: float, duration: float) -> Result:

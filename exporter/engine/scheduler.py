@@ -10,7 +10,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from exporter.config.model import Gate
 from exporter.engine.evaluate import Faults, evaluate
@@ -29,6 +29,7 @@ LAG_CACHE = 5.0  # seconds a computed lag quantile is reused (a minute of sample
 # Gates due within one tick start together: their I/O then shares event-loop wake-ups, which costs
 # far less CPU per probe than one wake-up (and epoll call) per probe. It adds at most a tick of lag.
 DISPATCH_TICK = 0.05
+SET_GATES_BATCH = 256  # set_gates_steps(): gates between two yields (well under a millisecond)
 
 
 class Scheduler:
@@ -51,6 +52,9 @@ class Scheduler:
         self._generation: dict[tuple[str, str], int] = {}
         self._phase: dict[tuple[str, str], float] = {}  # gates before their first run: where their slots lie
         self._early: set[tuple[str, str]] = set()  # gates whose first run is due in the first spread, not yet run
+        self._incoming: dict[tuple[str, str], Gate] | None = None  # the gates of set_gates_steps() under way
+        self._calls = 0  # set_gates_steps() calls: a later one supersedes an unfinished one
+        self._pending = False  # a set_gates_steps() is under way
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._seq = 0
@@ -64,7 +68,18 @@ class Scheduler:
     # --- configuration ---------------------------------------------------------------------
 
     def set_gates(self, gates: Iterable[Gate]) -> None:
+        """Schedule these gates at once (start-up, tests); see set_gates_steps()."""
+        for _ in self.set_gates_steps(gates):
+            pass
+
+    def set_gates_steps(self, gates: Iterable[Gate], batch: int = SET_GATES_BATCH) -> Iterator[None]:
         """Schedule these gates: unchanged ones keep their timing, new or changed ones start soon.
+
+        A generator that yields every `batch` gates, so that a reload of 10,000 changed gates is
+        applied in slices between which the event loop serves scrapes (done at once it held the loop
+        for 160-190 ms). The schedule is the one computed as of the first step, however the steps are
+        spread: while they run, a gate not yet rescheduled that the new gates remove or change is not
+        started (its old version), and a later call supersedes an unfinished one (whose steps stop).
 
         New or changed gates get their first runs spread, in config order, over the first round:
         `first_run_spread` seconds for a few gates, longer for many (at most FIRST_ROUND_RATE a
@@ -74,19 +89,36 @@ class Scheduler:
         each other in the config run next to each other in time, which keeps the exposition's
         re-rendered pieces few.
         """
-        new = {(g.tracker, g.id): g for g in gates}
+        self._calls += 1
+        call = self._calls
+        self._pending = True
         now = self._clock()
-        for gid in list(self._gates):
-            if gid not in new:
-                self._drop(gid)
+        new: dict[tuple[str, str], Gate] = {}
+        for k, g in enumerate(gates):  # (nothing changes until the new gates are all known)
+            new[(g.tracker, g.id)] = g
+            if k % batch == batch - 1:
+                yield
+                if self._calls != call:
+                    return  # superseded
+        self._incoming = new
+        for k, gid in enumerate([gid for gid in self._gates if gid not in new]):
+            self._drop(gid)
+            if k % batch == batch - 1:
+                yield
+                if self._calls != call:
+                    return
         n = len(new)
-        changed = sum(1 for gid, gate in new.items() if self._gates.get(gid) != gate)
-        first_round = max(self._spread, changed / FIRST_ROUND_RATE)
+        changed: list[tuple[int, tuple[str, str], Gate]] = []
         for pos, (gid, gate) in enumerate(new.items()):
-            old = self._gates.get(gid)
-            if old == gate:
-                continue
-            if old is not None:
+            if self._gates.get(gid) != gate:
+                changed.append((pos, gid, gate))
+            if pos % batch == batch - 1:
+                yield
+                if self._calls != call:
+                    return
+        first_round = max(self._spread, len(changed) / FIRST_ROUND_RATE)
+        for k, (pos, gid, gate) in enumerate(changed):
+            if gid in self._gates:
                 self._drop(gid)
             self._gates[gid] = gate
             gen = self._generation[gid] = self._generation.get(gid, 0) + 1
@@ -96,6 +128,12 @@ class Scheduler:
             if offset <= self._spread:
                 self._early.add(gid)
             self._push(now + offset, gid, gen)
+            if k % batch == batch - 1:
+                self._wake.set()  # the first of them may be due already
+                yield
+                if self._calls != call:
+                    return
+        self._incoming, self._pending = None, False
         self._wake.set()
 
     def trigger(self, tracker: str, gate_id: str) -> bool:
@@ -126,7 +164,7 @@ class Scheduler:
     def ready(self) -> bool:
         """Every configured gate is scheduled, and those of the first `first_run_spread` seconds have been
         dispatched (all of them for a few gates; for thousands, the rest follow within the first round)."""
-        return not self._early
+        return not self._early and not self._pending
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -173,6 +211,8 @@ class Scheduler:
             self.skipped += missed
             nxt += missed * gate.interval
         self._push(nxt, gid, gen)
+        if self._superseded(gid, gate):
+            return  # set_gates_steps() is about to remove or reschedule it: its old version does not start
         if gid in self._running or self._waiting.get(gid) == gen:
             self.skipped += 1
             return
@@ -199,7 +239,16 @@ class Scheduler:
             if self._waiting.get(gid) != gen or self._generation.get(gid) != gen:
                 continue  # removed, rescheduled or superseded since it was queued
             del self._waiting[gid]
-            self._start(gid, gate, due, self._clock())
+            if not self._superseded(gid, gate):
+                self._start(gid, gate, due, self._clock())
+
+    def _superseded(self, gid: tuple[str, str], gate: Gate) -> bool:
+        """Whether set_gates_steps(), under way, removes or changes this gate (not rescheduled yet)."""
+        incoming = self._incoming
+        if incoming is None:
+            return False
+        new = incoming.get(gid)
+        return new is not gate and new != gate
 
     async def _evaluate(self, gid: tuple[str, str], gate: Gate) -> None:
         try:
