@@ -118,6 +118,7 @@ def reload_scrapes(exp, config: Path, gates: int, seconds: float) -> dict[str, o
     new = (b'step="stepb-0000"', f'step="stepb-{last:04d}"'.encode())
     config.write_text(renamed(config.read_text()))
     before, after, checks, unchecked = [], [], [], 0
+    when: list[tuple[float, float]] = []  # (latency, seconds after the signal it was sent)
     start = time.monotonic()
     sent = start + 2.0  # a couple of seconds of scrapes before the signal
     deadline = sent + seconds
@@ -127,8 +128,11 @@ def reload_scrapes(exp, config: Path, gates: int, seconds: float) -> dict[str, o
             if not signalled and time.monotonic() >= sent:
                 os.kill(exp.proc.pid, signal.SIGHUP)
                 sent, signalled = time.monotonic(), True
+            at = time.monotonic() - sent
             elapsed, body, _ = exp.scrape(prom)
             (after if signalled else before).append(elapsed)
+            if signalled:
+                when.append((elapsed, at))
             if sum(not f.done() for _, f in checks[-3:]) >= 3:
                 unchecked += 1
             else:
@@ -142,6 +146,7 @@ def reload_scrapes(exp, config: Path, gates: int, seconds: float) -> dict[str, o
             "p50_after_ms": percentile(after, 0.5) * 1e3, "p99_after_ms": percentile(after, 0.99) * 1e3,
             "max_before_ms": max(before) * 1e3,
             "slowest_ms": [round(x * 1e3, 1) for x in sorted(after)[-5:]],
+            "slowest_at_s": [round(at, 2) for _, at in sorted(when)[-5:]],  # when each of those was sent
             "new_config_shown_after_s": min(shown), "checked": len(got), "unchecked": unchecked,
             "mixed_scrapes": sum(which == "mixed" for _, which, _ in got),
             "old_after_new": sum(which == "old" and t > min(shown) for t, which, _ in got),
