@@ -301,6 +301,9 @@ async def _tls_exchange(loop: asyncio.AbstractEventLoop, where: Target, addrs: l
                         server_hostname=where.host, ssl_handshake_timeout=max(deadline - loop.time(), 0.001))
                     break
                 except ssl.SSLError as exc:  # the certificate, or the handshake: no other address would do
+                    # asyncio's _on_handshake_complete re-raises it while its argument holds it: its traceback
+                    # holds that frame, which holds it, a cycle (kept for good if frozen in flight, see fetch)
+                    exc.__traceback__ = None
                     raise WireError(describe_os_error(exc)) from None
                 except OSError as exc:
                     error = exc.with_traceback(None)  # its traceback holds this frame: a cycle (see fetch)

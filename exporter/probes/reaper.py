@@ -58,11 +58,17 @@ class _Proc:
 
 
 @functools.cache
+def _libc() -> ctypes.CDLL:
+    # Kept: a CDLL is a reference cycle (its function cache), left to the cyclic GC once dropped; dropped
+    # while serve froze the collector's objects (engine/pauses.py), it would never be freed.
+    return ctypes.CDLL(None, use_errno=True)
+
+
+@functools.cache
 def enable_subreaper() -> bool:
     """Make this process a child subreaper (once); False where the platform has no prctl."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+        return bool(_libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 
