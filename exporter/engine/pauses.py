@@ -18,6 +18,14 @@ them right then (Reloading.loaded()); full passes stay off until its end (young 
 on, so short-lived cycles are still found), when what it made is frozen too.
 tests/test_engine_gc_freeze.py checks that no config, frame or gate state is frozen as garbage.
 
+What is in flight at a freeze is frozen too: an evaluation's futures, tasks and frames. When it ends,
+a reference cycle through any of them is never collected. So failures must not make cycles (a traceback
+holds the frame that holds the future that holds the exception): evaluate.forget(), and the probes let
+go of their futures and tracebacks (probes/reading.py, httpconn.py, command.py). Before, 5 reloads of
+2,000 gates, half of them missing files, left 53,049 objects frozen as garbage; since, none
+(tests/test_engine_frozen_leaks.py), but for CPython 3.11's own cycle in each asyncio socket transport
+(python/cpython#100348): one per connection open at a freeze, about 7 objects, its socket closed.
+
 While a reload's worker thread holds the GIL (the config's parse and check), every callback of
 the event loop that gives the GIL up (zlib, sockets) waits up to the switch interval (5 ms) to
 get it back: a sweep compressing a dozen pieces took 80 ms. The reload shortens the interval.
