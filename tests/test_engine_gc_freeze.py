@@ -5,6 +5,7 @@ not. Counted with the garbage collector, not timed."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
 from collections.abc import Iterator
@@ -199,4 +200,50 @@ async def test_the_full_pass_is_in_prepare_and_start_makes_only_a_young_one(tmp_
         assert gc.get_freeze_count() >= frozen, "and froze what came since"
     finally:
         gc.callbacks.remove(seen)
+        await runtime.stop()
+
+
+def test_trim_heap_calls_glibc_s_malloc_trim_in_a_thread():
+    thread = pauses.trim_heap()
+    assert thread is not None, "glibc (Debian) has malloc_trim"
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("trim", [True, False])
+async def test_the_heap_is_trimmed_once_a_reload_s_old_frame_is_torn_down(aiohttp_client, tmp_path: Path,
+                                                                          monkeypatch, trim: bool):
+    from exporter.exposition.gates import exposition_for
+
+    calls: list[int] = []
+    real = pauses.trim_heap
+
+    def trim_heap() -> object:
+        calls.append(len(expo._teardowns))  # retired frames still being torn down, when called
+        thread = real()
+        assert thread is not None
+        thread.join(10)
+        return thread
+
+    monkeypatch.setattr(pauses, "trim_heap", trim_heap)
+    path = tmp_path / "gates.yml"
+    path.write_text(one_step_tracker(gates_yaml(3, "1s")))
+    runtime = Runtime([str(path)], trim_heap=trim)
+    expo = exposition_for(runtime)
+    client = await aiohttp_client(make_app(runtime, lifecycle=True))
+    try:
+        await runtime.start(load_configs([str(path)]))
+        await asyncio.sleep(0.1)  # the empty frame served before the first config is retired too
+        before = len(calls)
+        path.write_text(one_step_tracker(gates_yaml(4, "2s")))
+        assert (await client.post("/-/reload")).status == 200
+        for _ in range(500):  # the old frame's teardown runs in slices on the loop (bounded: 5 s)
+            if len(calls) > before or not trim:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert expo._teardowns == []
+        assert calls[before:] == ([0] if trim else []), "once, after the teardown, and only when asked for"
+        assert trim or calls == []
+    finally:
         await runtime.stop()

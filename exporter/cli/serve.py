@@ -244,7 +244,8 @@ class Server:
         c = self.config
         runtime = self._runtime = Runtime(list(c.config_files), max_concurrency=c.concurrency, shard=c.shard,
                                           watch_interval=c.watch_interval, max_evidence_bytes=c.max_evidence_bytes,
-                                          freeze_gc=True, switch_interval=pauses.SERVE_SWITCH_INTERVAL)
+                                          freeze_gc=True, trim_heap=True,
+                                          switch_interval=pauses.SERVE_SWITCH_INTERVAL)
         runtime.store = self._store()
         runtime.prepare(self.configs)
         gates = sum(len(g.gates) for g in self.configs)

@@ -77,6 +77,7 @@ class Runtime:
     read_timeouts: Collector | None = None  # exporter.web.listener.ReadTimeouts when serving HTTP
     max_evidence_bytes: int = 32 * 1024 * 1024  # --web.max-evidence-bytes: the evidence endpoint's body limit
     freeze_gc: bool = False  # serve: freeze the cyclic GC's objects once started and after each reload (pauses.py)
+    trim_heap: bool = False  # serve: the C heap's free pages go back to the system after a reload (pauses.py)
     switch_interval: float = 0.0  # > 0: the GIL's switch interval from start() on (serve: pauses.SERVE_SWITCH_INTERVAL)
 
     def __post_init__(self) -> None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from exporter.config.model import Config, Gate
+from exporter.engine import pauses
 from exporter.exposition.blobs import Blob
 from exporter.exposition.families import (
     CONTRACT_METRICS,
@@ -49,8 +50,10 @@ STEP_BUDGET = 0.001
 class Exposition:
     """Serves the current frame of gate series, builds the next one beside it, renders a whole scrape."""
 
-    def __init__(self, registry: CollectorRegistry | None = REGISTRY):
+    def __init__(self, registry: CollectorRegistry | None = REGISTRY,
+                 after_teardown: Callable[[], object] | None = None):
         self.last_render_seconds = 0.0
+        self._after_teardown = after_teardown  # once retired frames are let go of (serve: pauses.trim_heap)
         self._tail_registry = tail_registry(registry, lambda: self.last_render_seconds)
         self._sweep_timer: asyncio.TimerHandle | None = None
         self._headers = {om: [Blob(f.header(om).encode()) for f in GATE_FAMILIES] for om in (False, True)}
@@ -146,6 +149,8 @@ class Exposition:
                     self._teardown_handle = asyncio.get_running_loop().call_soon(self._teardown_step)
                     return
             self._teardowns.pop(0)
+        if self._after_teardown is not None:
+            self._after_teardown()
 
     def update(self, gate: Gate, st: GateState, uptime_window: float, now: float | None = None) -> None:
         """Re-render one gate's changing lines from its state (called after each evaluation), in the
@@ -182,6 +187,6 @@ def exposition_for(runtime: Runtime) -> Exposition:
     for view in runtime.views:
         if isinstance(view, Exposition):
             return view
-    expo = Exposition(registry=runtime.registry)
+    expo = Exposition(registry=runtime.registry, after_teardown=pauses.trim_heap if runtime.trim_heap else None)
     runtime.attach(expo)
     return expo

@@ -58,8 +58,8 @@ class _Proc:
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL:
-    # Kept: a CDLL is a reference cycle (its function cache), left to the cyclic GC once dropped; dropped
+def libc() -> ctypes.CDLL:
+    # The C library, kept: a CDLL is a reference cycle (its function cache), left to the cyclic GC once dropped; dropped
     # while serve froze the collector's objects (engine/pauses.py), it would never be freed.
     return ctypes.CDLL(None, use_errno=True)
 
@@ -68,7 +68,7 @@ def _libc() -> ctypes.CDLL:
 def enable_subreaper() -> bool:
     """Make this process a child subreaper (once); False where the platform has no prctl."""
     try:
-        return bool(_libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+        return bool(libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 
