@@ -19,11 +19,13 @@ import sys
 from collections.abc import ItemsView, Iterator, Mapping, Sequence, ValuesView
 from typing import cast
 
+from exporter.state.untracked import column, numbers
+
 Cols = tuple["array.array[int]", "array.array[int]", "array.array[int]"]
 
 
 def _cols(starts: Sequence[int] = (), passed: Sequence[int] = (), totals: Sequence[int] = ()) -> Cols:
-    return array.array("q", starts), array.array("q", passed), array.array("q", totals)
+    return numbers("q", starts), numbers("q", passed), numbers("q", totals)
 
 
 class Buckets(Mapping[int, tuple[int, int]]):
@@ -44,13 +46,13 @@ class Buckets(Mapping[int, tuple[int, int]]):
     @classmethod
     def from_pack(cls, data: bytes) -> Buckets:
         """From a pack's bytes (three runs of little-endian int64; packs.unpack's shape check is the caller's)."""
-        a = array.array("q")
+        a = numbers("q")
         a.frombytes(data)
         if sys.byteorder == "big":
             a.byteswap()
         n = len(a) // 3
         b = cls.__new__(cls)
-        b._cols = (a[:n], a[n:2 * n], a[2 * n:])
+        b._cols = (column(a[:n]), column(a[n:2 * n]), column(a[2 * n:]))
         return b
 
     def columns(self) -> Cols:
@@ -75,7 +77,7 @@ class Buckets(Mapping[int, tuple[int, int]]):
                 ts[i] += total
                 ps[i] += passed
             else:
-                new = tuple(array.array("q", c) for c in cols)
+                new = tuple(numbers("q", c) for c in cols)
                 for c, v in zip(new, (start, passed, total), strict=True):
                     c.insert(i, v)
                 self._cols = cast(Cols, new)
@@ -96,7 +98,7 @@ class Buckets(Mapping[int, tuple[int, int]]):
 
         got = packs.coarsen(cast(packs.Columns, self._cols), now, keep)
         if got[0] is not self._cols[0]:
-            self._cols = cast(Cols, tuple(c if type(c) is array.array else array.array("q", c) for c in got))
+            self._cols = cast(Cols, tuple(column(c) if type(c) is array.array else numbers("q", c) for c in got))
 
     # --- reads ---------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from exporter.model import ERROR, FAIL, PASS, PENDING, Result
+from exporter.state import untracked
 from exporter.state.buckets import Buckets
 from exporter.state.ring import ResultRing
 
@@ -78,6 +79,9 @@ class State:
         """Apply one evaluation result."""
         st = self.get(result.gate)
         previous = st.status
+        if result.evidence is not None:
+            untracked.untrack(result.evidence)
+        untracked.untrack(result)  # it lives until the next one: long enough to reach the GC's oldest generation
         st.result = result
         st.counts[result.outcome] += 1
         st.history.append(result)

@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterator
 
 from exporter.model import OUTCOMES, Result
+from exporter.state.untracked import numbers
 
 _CODE = {o: i for i, o in enumerate(OUTCOMES)}
 _KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}  # measurement-name tuples, shared by every gate of a kind
@@ -68,8 +69,8 @@ class ResultRing:
         self._pairs: tuple[tuple[int, str, str], ...] = ()  # (index, name, name it equals) of each alias
         self._slot: tuple[int, ...] = ()  # per name: its number's index in an entry's row
         self._stored: tuple[str, ...] = ()  # the names with a slot, in slot order
-        self._nums = array.array("d")
-        self._words = array.array("B")
+        self._nums = numbers("d")  # untracked: the collector has nothing to find in numbers
+        self._words = numbers("B")
         self._msgs: list[str] | None = None
         self._head = 0  # index of the oldest entry once the ring is full
         self._maxlen = maxlen
@@ -85,19 +86,19 @@ class ResultRing:
         self._names = _KEYS.setdefault(names, names)
         self._alias, self._pairs, self._slot, self._stored = _layout(self._names, alias)
         stored = [j for j, a in enumerate(alias) if a < 0]
-        nums = array.array("d")
+        nums = numbers("d")
         for i in entries:
             row = self._nums[i * old_stride:(i + 1) * old_stride]
             nums.extend(row[:2])
             nums.extend(row[old_slot[j]] if j < old_n else 0.0 for j in stored)
         self._nums = nums
-        self._words = array.array(_word_code(len(names)), (self._words[i] for i in entries))
+        self._words = numbers(_word_code(len(names)), (self._words[i] for i in entries))
         if self._msgs is not None:
             self._msgs = [self._msgs[i] for i in entries]
         self._head = 0
 
     def _reset(self) -> None:
-        self._nums, self._words, self._msgs, self._head = array.array("d"), array.array("B"), None, 0
+        self._nums, self._words, self._msgs, self._head = numbers("d"), numbers("B"), None, 0
         self._names, self._alias, self._pairs, self._slot, self._stored = (), (), (), (), ()
 
     def append(self, r: Result) -> None:
