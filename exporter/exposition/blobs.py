@@ -2,36 +2,36 @@
 
 from __future__ import annotations
 
-import ctypes
 import struct
 import zlib
 from collections.abc import Callable
 
+from exporter.exposition import gilzlib
+
 GZIP_LEVEL = 1  # only dirty pieces are compressed per scrape; level 1 keeps the worst case (everything changed) low
 
 
-def _load_crc32_combine() -> Callable[[int, int, int], int] | None:
-    # zlib's crc32_combine is not in Python's zlib module; the C library it links has it. Loaded as a
-    # PyDLL, whose calls keep the GIL: a CDLL call releases it, and while another thread is busy (the
-    # store's writer, a config being read) each of a scrape's hundreds of calls then waited up to the
-    # 5 ms switch interval to get it back (200 calls: 149 ms; kept: 0.3 ms).
-    try:
-        fn = ctypes.PyDLL("libz.so.1").crc32_combine
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_ulong, ctypes.c_ulong, ctypes.c_long)
-    fn.restype = ctypes.c_ulong
-    return fn
-
-
-_CRC32_COMBINE = _load_crc32_combine()
+# zlib's crc32_combine is not in Python's zlib module; the C library it links has it. Loaded as a
+# PyDLL, whose calls keep the GIL: a CDLL call releases it, and while another thread is busy (the
+# store's writer, a config being read) each of a scrape's hundreds of calls then waited up to the
+# 5 ms switch interval to get it back (200 calls: 149 ms; kept: 0.3 ms). Deflate and crc32 likewise
+# (gilzlib.py).
+_CRC32_COMBINE = gilzlib.crc32_combine()
+_GZ = gilzlib.load(GZIP_LEVEL)
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
 
 
 def deflate_block(data: bytes) -> bytes:
     """Raw deflate of `data` ending in a sync flush: blocks like this concatenate into one stream."""
+    if _GZ is not None:
+        return _GZ.deflate_block(data)
     co = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
     return co.compress(data) + co.flush(zlib.Z_SYNC_FLUSH)
+
+
+def crc32(data: bytes, value: int = 0) -> int:
+    """zlib.crc32, keeping the GIL where it can."""
+    return _GZ.crc32(data, value) if _GZ is not None else zlib.crc32(data, value)
 
 
 class Blob:
@@ -40,11 +40,12 @@ class Blob:
     Three kinds: a blob of `data` (kept); a blob with a `source` (a piece of a changing family,
     rendered from the gates' values when first asked for: only its small deflate block, CRC and
     size are kept, and its bytes only once an uncompressed scrape wanted them); and a blob of
-    `parts` (a section, a body): its deflate block is the concatenation of the parts' blocks, its
-    CRC their combination, and its bytes are never joined but for a scrape.
+    `parts` (a group of pieces, a section, a body): its deflate block is the concatenation of the
+    parts' blocks, kept as the list of them (zleaves(): joined once, by the scrape), its CRC their
+    combination, and its bytes are never joined but for a scrape.
     """
 
-    __slots__ = ("_data", "_source", "parts", "_size", "_z", "_crc")
+    __slots__ = ("_data", "_source", "parts", "_size", "_z", "_zl", "_crc")
 
     def __init__(self, data: bytes | None = None, parts: list[Blob] | None = None,
                  source: Callable[[], bytes] | None = None):
@@ -53,12 +54,13 @@ class Blob:
         self.parts = parts
         self._size = len(data) if data is not None else None
         self._z: bytes | None = None
+        self._zl: tuple[bytes, ...] | None = None
         self._crc: int | None = None
 
     def _render(self) -> bytes:
         assert self._source is not None
         data = self._source()
-        self._size, self._crc = len(data), zlib.crc32(data)
+        self._size, self._crc = len(data), crc32(data)
         return data
 
     @property
@@ -83,12 +85,20 @@ class Blob:
     @property
     def z(self) -> bytes:
         """The deflate block."""
+        if self.parts is not None:
+            return b"".join(self.zleaves())
         if self._z is None:
-            if self.parts is not None:
-                self._z = b"".join(p.z for p in self.parts)
-            else:
-                self._z = deflate_block(self._data if self._data is not None else self._render())
+            self._z = deflate_block(self._data if self._data is not None else self._render())
         return self._z
+
+    def zleaves(self) -> tuple[bytes, ...]:
+        """The deflate block as the pieces' blocks, in order (a parts blob keeps the tuple: a section's
+        copy of its 157 pieces' blocks, and the body's of every section's, cost a scrape 1-2 ms)."""
+        if self.parts is None:
+            return (self.z,)
+        if self._zl is None:
+            self._zl = tuple(b for p in self.parts for b in p.zleaves())
+        return self._zl
 
     @property
     def crc(self) -> int:
@@ -105,7 +115,7 @@ class Blob:
             else:
                 crc = 0
                 for leaf in self.leaves():
-                    crc = zlib.crc32(leaf, crc)
+                    crc = crc32(leaf, crc)
                 self._crc = crc
         assert self._crc is not None
         return self._crc
@@ -130,5 +140,5 @@ def gzip_member(body: Blob, tail: bytes) -> bytes:
     then the tail as stored blocks, the last one final."""
     end = stored_blocks(tail)
     size = body.size + len(tail)
-    crc = zlib.crc32(tail, body.crc)
-    return b"".join((_GZIP_HEADER, body.z, end, struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)))
+    crc = crc32(tail, body.crc)
+    return b"".join((_GZIP_HEADER, *body.zleaves(), end, struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)))
