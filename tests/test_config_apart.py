@@ -410,7 +410,7 @@ def test_the_fresh_process_has_the_servers_sys_path_and_environment(
     monkeypatch.setattr(sys, "path", [*sys.path, str(tmp_path / "extra")])  # a path only this server has
     seen = ("import json, os; fds = sorted(int(n) for n in os.listdir('/proc/self/fd'));"
             "open(os.environ['QG_FRESH_OUT'], 'w').write(json.dumps("
-            "{'path': sys.path, 'argv': sys.argv, 'env': dict(os.environ), 'fds': fds}))\n")
+            "{'path': sys.path, 'argv': sys.argv, 'env': dict(os.environ), 'fds': fds, 'nice': os.nice(0)}))\n")
     monkeypatch.setattr(apart, "BOOT", apart.BOOT.replace("fresh_main(", seen + "fresh_main("))
     path = tmp_path / "t.yml"
     path.write_text(one_step_tracker("- {id: g, file: {path: /etc/hostname}}"))
@@ -430,6 +430,7 @@ def test_the_fresh_process_has_the_servers_sys_path_and_environment(
     assert child["path"] == sys.path
     assert child["argv"] == ["-c", "--", str(path)]
     assert child["env"] == dict(os.environ)
+    assert child["nice"] == min(19, os.nice(0) + apart.RELOAD_NICENESS), "its parse gives way to the server's work"
 
 
 def test_a_killed_fresh_process_is_a_clear_error_and_leaves_no_zombie(tmp_path: Path, in_child: None):
@@ -525,3 +526,40 @@ async def test_a_reload_runs_fresh_and_one_whose_process_dies_keeps_the_running_
         assert spawned == [fresh_argv([str(path)])] * 2, "both reloads' loads ran in a fresh process"
     finally:
         await runtime.stop()
+
+
+def test_a_reload_reads_the_answer_back_on_the_event_loop_in_slices(in_child: None, monkeypatch: pytest.MonkeyPatch):
+    """load_sliced (Runtime.reload): the fresh process's answer is read back a batch per step on the event loop,
+    which runs other callbacks between the slices; the configs are those loaded in-process, and a failed
+    load raises as load() does."""
+    import asyncio
+
+    monkeypatch.setattr(apart, "BATCH", 3)
+    paths = [str(p) for p in EVERY_KIND]
+    here = load_configs(paths)
+    batches = -(-sum(len(c.gates) for c in here) // 3)
+    monkeypatch.setattr(apart.time, "sleep", lambda _: pytest.fail("no GIL offered from a thread: on the loop"))
+
+    async def run() -> tuple[list, int]:
+        turns = 0
+        stop = False
+
+        def tick() -> None:
+            nonlocal turns
+            turns += 1
+            if not stop:
+                asyncio.get_running_loop().call_soon(tick)
+
+        asyncio.get_running_loop().call_soon(tick)
+        before = turns
+        got = await apart.load_sliced(paths, load_configs, fresh=True, budget=0.0)
+        stop = True
+        return got, turns - before
+
+    there, turns = asyncio.run(run())
+    assert there == here
+    assert all(a.by_id[g.id] is g for a in there for g in a.gates)
+    assert turns >= batches, "the loop turned between every two batches"
+    bad = Path(paths[0]).parent / "no-such-tracker.yml"
+    with pytest.raises(ConfigError):
+        asyncio.run(apart.load_sliced([str(bad)], load_configs, fresh=True))

@@ -259,7 +259,7 @@ class Runtime:
         async with self._reload_lock, pauses.reloading(self.freeze_gc) as pause:
             try:
                 # serve: a fresh process (a fork would share the big heap)
-                configs = await asyncio.to_thread(apart.load, self.config_paths, load_configs, True)
+                configs = await apart.load_sliced(self.config_paths, load_configs, True, APPLY_BUDGET)
                 tokens = await asyncio.to_thread(read_tokens, configs)
             except ConfigError as exc:
                 return self._reload_failed([str(i) for i in exc.issues])
