@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import itertools
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, one_step_tracker, start_serve, wait_for
-from exporter.config import apart
+from exporter.config import apart, wire
 from exporter.config.fields import ConfigError, Pattern
 from exporter.engine import runtime as runtime_module
 from exporter.engine.runtime import Runtime, load_configs
@@ -343,13 +344,13 @@ def test_serve_start_serves_the_config_loaded_in_the_child(tmp_path: Path):
 def test_the_answer_is_read_a_batch_of_gates_at_a_time(in_child: None, monkeypatch: pytest.MonkeyPatch):
     """The parent unpickles BATCH gates per call and offers the GIL in between (one pickle.loads of 10,000
     gates held it ~34 ms); the configs that arrive are still those loaded in-process, gates not copied."""
-    monkeypatch.setattr(apart, "BATCH", 3)
+    monkeypatch.setattr(wire, "BATCH", 3)
     paths = [str(p) for p in EVERY_KIND]
     here = load_configs(paths)
     gates = sum(len(c.gates) for c in here)
     assert gates > 2 * 3, "several batches"
     offered: list[float] = []
-    monkeypatch.setattr(apart.time, "sleep", offered.append)
+    monkeypatch.setattr(wire.time, "sleep", offered.append)
     there, _ = loaded_apart(paths)
     assert offered == [0] * -(-gates // 3), "the GIL offered after each batch"
     assert there == here
@@ -357,7 +358,7 @@ def test_the_answer_is_read_a_batch_of_gates_at_a_time(in_child: None, monkeypat
     for a in there:
         assert {id(g) for p in a.phases for s in p.steps for g in s.gates} == {id(g) for g in a.gates}, \
             "steps hold the very gates of config.gates"
-    assert apart.loads(apart.dumps(("raised", ValueError("x")))[8:])[0] == "raised", "other answers: no batches"
+    assert wire.loads(wire.dumps(("raised", ValueError("x")))[8:])[0] == "raised", "other answers: no batches"
 
 
 # --- reloads: a fresh process, not a fork of the (big) server ------------------------------------
@@ -529,19 +530,31 @@ async def test_a_reload_runs_fresh_and_one_whose_process_dies_keeps_the_running_
 
 
 def test_a_reload_reads_the_answer_back_on_the_event_loop_in_slices(in_child: None, monkeypatch: pytest.MonkeyPatch):
-    """load_sliced (Runtime.reload): the fresh process's answer is read back a batch per step on the event loop,
-    which runs other callbacks between the slices; the configs are those loaded in-process, and a failed
-    load raises as load() does."""
-    import asyncio
-
-    monkeypatch.setattr(apart, "BATCH", 3)
+    """load_sliced (Runtime.reload): the child's answer is read back a batch per step on the event loop, which
+    runs other callbacks between every two steps (budget 0); the configs are those loaded in-process, and a
+    failed load raises as load() does. Forked (fresh=False), so that the child pickles 3 gates a batch too."""
+    monkeypatch.setattr(wire, "BATCH", 3)
     paths = [str(p) for p in EVERY_KIND]
     here = load_configs(paths)
     batches = -(-sum(len(c.gates) for c in here) // 3)
-    monkeypatch.setattr(apart.time, "sleep", lambda _: pytest.fail("no GIL offered from a thread: on the loop"))
+    monkeypatch.setattr(wire.time, "sleep", lambda _: pytest.fail("no GIL offered from a thread: on the loop"))
+    turns = 0
+    at_steps: list[int] = []
+    steps = apart.Answer.steps
 
-    async def run() -> tuple[list, int]:
-        turns = 0
+    def counted(self: apart.Answer):
+        gen = steps(self)
+        try:
+            while True:
+                next(gen)
+                at_steps.append(turns)
+                yield
+        except StopIteration as done:
+            return done.value
+
+    monkeypatch.setattr(apart.Answer, "steps", counted)
+
+    async def run() -> list:
         stop = False
 
         def tick() -> None:
@@ -551,15 +564,16 @@ def test_a_reload_reads_the_answer_back_on_the_event_loop_in_slices(in_child: No
                 asyncio.get_running_loop().call_soon(tick)
 
         asyncio.get_running_loop().call_soon(tick)
-        before = turns
-        got = await apart.load_sliced(paths, load_configs, fresh=True, budget=0.0)
-        stop = True
-        return got, turns - before
+        try:
+            return await apart.load_sliced(paths, load_configs, fresh=False, budget=0.0)
+        finally:
+            stop = True
 
-    there, turns = asyncio.run(run())
+    there = asyncio.run(run())
     assert there == here
     assert all(a.by_id[g.id] is g for a in there for g in a.gates)
-    assert turns >= batches, "the loop turned between every two batches"
+    assert len(at_steps) == batches
+    assert all(b > a for a, b in itertools.pairwise(at_steps)), "the loop turned between every two batches"
     bad = Path(paths[0]).parent / "no-such-tracker.yml"
     with pytest.raises(ConfigError):
         asyncio.run(apart.load_sliced([str(bad)], load_configs, fresh=True))

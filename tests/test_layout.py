@@ -33,7 +33,7 @@ STAGES: dict[str, int] = {
     "exporter.config.expect": 1, "exporter.config.yamlload": 1, "exporter.config.issues": 1,
     "exporter.probes": 2,
     "exporter.config.model": 3, "exporter.config.jsonschema": 3, "exporter.config.units": 3,
-    "exporter.config.apart": 3, "exporter.config.files": 3,
+    "exporter.config.apart": 3, "exporter.config.wire": 3, "exporter.config.files": 3,
     "exporter.state": 4,
     "exporter.engine": 5,
     "exporter.exposition": 6,
