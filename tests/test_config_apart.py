@@ -577,3 +577,22 @@ def test_a_reload_reads_the_answer_back_on_the_event_loop_in_slices(in_child: No
     bad = Path(paths[0]).parent / "no-such-tracker.yml"
     with pytest.raises(ConfigError):
         asyncio.run(apart.load_sliced([str(bad)], load_configs, fresh=True))
+
+
+def test_a_sliced_load_whose_result_does_not_pickle_loads_in_process_in_a_thread(in_child: None):
+    """The fallback of load_sliced: what the child could not send is loaded again in-process, off the loop."""
+    import threading
+
+    where: list[str] = []
+
+    def unpicklable(paths: list[str]) -> list:
+        where.append(threading.current_thread().name)
+        return [lambda: "made here"]
+
+    async def run() -> tuple[list, str]:
+        return await apart.load_sliced([], unpicklable), threading.current_thread().name
+
+    got, loop_thread = asyncio.run(run())
+    assert got[0]() == "made here"
+    assert apart._in_process is not None and "cannot be sent from a child" in apart._in_process
+    assert where and where[-1] != loop_thread, "loaded again in a thread, not on the event loop"

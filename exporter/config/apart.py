@@ -216,7 +216,10 @@ class Pending:
     def result(self) -> list[Config]:
         """The configs; raises the loader's ConfigError (or other exception), or LoadChildError."""
         got = self.collect()
-        return got if isinstance(got, list) else _drain(got.steps())
+        if isinstance(got, list):
+            return got
+        configs = _drain(got.steps())
+        return configs if configs is not None else self.loader(self.paths)
 
     def collect(self) -> list[Config] | Answer:
         """Wait for the child's answer and reap it (blocking: a thread's work). The configs themselves when
@@ -298,9 +301,10 @@ class Answer:
     paths: list[str]
     loader: Loader
 
-    def steps(self) -> Generator[None, None, list[Config]]:
+    def steps(self) -> Generator[None, None, list[Config] | None]:
         """The child's result as the loader would have returned (or raised) it in-process, read back a batch
-        of gates per step (load_sliced() runs the steps on the event loop, result() in its thread)."""
+        of gates per step (load_sliced() runs the steps on the event loop, result() in its thread). None: it
+        could not be sent, and the caller loads in-process (in a thread, never on the loop: ~1 s of CPU)."""
         status, pid, data = self.status, self.pid, self.data
         if status is not None and os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
@@ -325,7 +329,7 @@ class Answer:
         if kind == "raised":
             raise value
         _for_good(f"the loaded config cannot be sent from a child: {value}")
-        return self.loader(self.paths)
+        return None
 
 
 async def load_sliced(paths: list[str], loader: Loader, fresh: bool = False, budget: float = 0.001) -> list[Config]:
@@ -341,14 +345,19 @@ async def load_sliced(paths: list[str], loader: Loader, fresh: bool = False, bud
     if isinstance(got, list):
         return got
     steps, t0 = got.steps(), time.perf_counter()
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
-        if time.perf_counter() - t0 > budget:
-            await asyncio.sleep(0)
-            t0 = time.perf_counter()
+    try:
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                configs: list[Config] | None = done.value
+                break
+            if time.perf_counter() - t0 > budget:
+                await asyncio.sleep(0)
+                t0 = time.perf_counter()
+    finally:
+        steps.close()  # cancelled mid-way: the generator's gc_paused() ends now, not when it is collected
+    return configs if configs is not None else await asyncio.to_thread(got.loader, got.paths)
 
 
 def _signal_name(sig: int) -> str:
