@@ -83,6 +83,7 @@ def test_the_gil_keeping_deflate_and_crc_are_the_zlib_modules(n: int):
             co = zlib.compressobj(1, zlib.DEFLATED, -15)
             assert block == co.compress(data) + co.flush(zlib.Z_SYNC_FLUSH)
         assert gz.crc32(data, 7) == zlib.crc32(data, 7)
+        assert gz.crc32_combine(zlib.crc32(b"head"), zlib.crc32(data), len(data)) == zlib.crc32(b"head" + data)
 
 
 def test_each_thread_deflates_on_its_own_stream():

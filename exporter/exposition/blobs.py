@@ -11,13 +11,7 @@ from exporter.exposition import gilzlib
 GZIP_LEVEL = 1  # only dirty pieces are compressed per scrape; level 1 keeps the worst case (everything changed) low
 
 
-# zlib's crc32_combine is not in Python's zlib module; the C library it links has it. Loaded as a
-# PyDLL, whose calls keep the GIL: a CDLL call releases it, and while another thread is busy (the
-# store's writer, a config being read) each of a scrape's hundreds of calls then waited up to the
-# 5 ms switch interval to get it back (200 calls: 149 ms; kept: 0.3 ms). Deflate and crc32 likewise
-# (gilzlib.py).
-_CRC32_COMBINE = gilzlib.crc32_combine()
-_GZ = gilzlib.load(GZIP_LEVEL)
+_GZ = gilzlib.load(GZIP_LEVEL)  # deflate, crc32 and crc32_combine without giving the GIL up (gilzlib.py)
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
 
 
@@ -104,11 +98,11 @@ class Blob:
     def crc(self) -> int:
         """CRC-32 of the bytes."""
         if self._crc is None:
-            if self.parts is not None and _CRC32_COMBINE is not None:
+            if self.parts is not None and _GZ is not None:
                 crc = 0
                 for p in self.parts:
                     if p.size:
-                        crc = _CRC32_COMBINE(crc, p.crc, p.size)
+                        crc = _GZ.crc32_combine(crc, p.crc, p.size)
                 self._crc = crc
             elif self.parts is None and self._data is None:
                 self._z = deflate_block(self._render())
