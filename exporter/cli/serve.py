@@ -239,7 +239,7 @@ class Server:
         from exporter.engine import pauses
         from exporter.engine.runtime import Runtime
         from exporter.web.app import make_app
-        from exporter.web.listener import LINGERING_SECONDS, ReadTimeouts, body_deadline, listen
+        from exporter.web.listener import LINGERING_SECONDS, ReadTimeouts, answered, body_deadline, listen
 
         c = self.config
         runtime = self._runtime = Runtime(list(c.config_files), max_concurrency=c.concurrency, shard=c.shard,
@@ -253,7 +253,9 @@ class Server:
         runtime.registry.register(WebInfo(c.external_url))
         timeouts = runtime.read_timeouts = ReadTimeouts()
         # The body deadline goes after the auth middleware: a stranger's body is never waited for.
-        middlewares = [*self.web_options.middlewares, body_deadline(c.read_timeout, timeouts)]
+        # answered() goes first (outermost): it writes each answer once the others have shaped it.
+        middlewares = [answered(runtime.foreground), *self.web_options.middlewares,
+                       body_deadline(c.read_timeout, timeouts)]
         peers = None
         if c.peers is not None and c.shard is not None:
             from exporter.web.peers import Peers, PeerSettings
@@ -265,7 +267,8 @@ class Server:
         await self._runner.setup()
         try:
             self._listener = await listen(self._runner, c.host, c.port, ssl_context=self.web_options.ssl,
-                                          read_timeout=c.read_timeout, counts=timeouts)
+                                          read_timeout=c.read_timeout, counts=timeouts,
+                                          foreground=runtime.foreground)
         except OSError as exc:
             raise UsageError(f"cannot listen on {c.listen}: {os_reason(exc)}") from None
         except (socket.gaierror, UnicodeError) as exc:

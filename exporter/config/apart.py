@@ -63,7 +63,7 @@ import signal
 import subprocess  # nosec B404 - a fresh python of our own, fixed argv
 import sys
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from exporter.config.files import code_fingerprint
@@ -332,14 +332,16 @@ class Answer:
         return None
 
 
-async def load_sliced(paths: list[str], loader: Loader, fresh: bool = False, budget: float = 0.001) -> list[Config]:
+async def load_sliced(paths: list[str], loader: Loader, fresh: bool = False, budget: float = 0.001,
+                      turn: Callable[[], Awaitable[None]] | None = None) -> list[Config]:
     """load(), for a running server: the child is started and waited for in a thread, and what it sent is read
     back on the event loop, in slices of `budget` seconds between which the loop serves scrapes.
 
     Why not in the thread, too: unpickling holds the GIL for a batch at a time, and every time the loop's
     thread gave the GIL up (a socket call, the selector) it waited for the reader's batch, then for the
     switch interval. Scrapes while 10,000 gates were read back took 26-37 ms (a callback timer in a real
-    serve: 7.5 ms of CPU in a 26 ms scrape); in slices on the loop itself there is nothing to wait for."""
+    serve: 7.5 ms of CPU in a 26 ms scrape); in slices on the loop itself there is nothing to wait for.
+    `turn` is how a slice gives the loop its turn (serve: one that waits for the requests in flight)."""
     pending = await asyncio.to_thread(start, paths, loader, fresh)
     got = await asyncio.to_thread(pending.collect)
     if isinstance(got, list):
@@ -353,7 +355,7 @@ async def load_sliced(paths: list[str], loader: Loader, fresh: bool = False, bud
                 configs: list[Config] | None = done.value
                 break
             if time.perf_counter() - t0 > budget:
-                await asyncio.sleep(0)
+                await (turn() if turn is not None else asyncio.sleep(0))
                 t0 = time.perf_counter()
     finally:
         steps.close()  # cancelled mid-way: the generator's gc_paused() ends now, not when it is collected

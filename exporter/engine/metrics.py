@@ -92,6 +92,7 @@ class RuntimeCollector:
                                      labels=["index", "count"])
             info.add_metric([str(index), str(count)], 1.0)
             yield info
+        yield from rt.foreground.collect()
         for component in (rt.read_timeouts, rt.store):
             if component is not None:
                 yield from component.collect()

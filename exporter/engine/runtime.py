@@ -22,6 +22,7 @@ from exporter.config.fields import ConfigError
 from exporter.config.files import config_files, load_configs
 from exporter.config.model import Config, Gate
 from exporter.engine import pauses
+from exporter.engine.foreground import Foreground
 from exporter.engine.metrics import Collector, DefaultRegistry, RuntimeCollector
 from exporter.engine.pushes import Evidence, read_tokens
 from exporter.engine.scheduler import Scheduler
@@ -89,6 +90,7 @@ class Runtime:
         self.registry.register(RuntimeCollector(self))
         self.registry.register(DefaultRegistry())
         self._sessions = Sessions()
+        self.foreground = Foreground()  # requests in flight hold the background slices (the listener tells it)
         self._reload_lock = asyncio.Lock()
         self.evidence = Evidence()  # pushed runs per gate: from the store at start, then from accepted pushes
         self._switch_before: float | None = None  # the switch interval start() replaced
@@ -107,6 +109,8 @@ class Runtime:
     def prepare(self, configs: list[Config]) -> None:
         """Apply the first config (restoring stored state) without evaluating anything yet."""
         self.scheduler = Scheduler(self._make_ctx, self._on_result, self.max_concurrency)
+        if self.store is not None:
+            self.store.quiet = self.foreground.idle  # its writer lets requests in flight go first
         self.evidence.set_tokens(read_tokens(configs))  # before anything listens: blocking is fine here
         if self.store is not None:  # at start, stored histories load in a thread: /-/ready does not wait
             self.store.defer_histories = True
@@ -195,7 +199,7 @@ class Runtime:
         t0 = time.perf_counter()
         for _ in self._apply_steps(configs, stored, tell_store=False):
             if time.perf_counter() - t0 > APPLY_BUDGET:
-                await asyncio.sleep(0)
+                await self.foreground.turn()
                 t0 = time.perf_counter()
 
     def _apply_steps(self, configs: list[Config], stored: dict[str, State] | None,
@@ -259,7 +263,8 @@ class Runtime:
         async with self._reload_lock, pauses.reloading(self.freeze_gc) as pause:
             try:
                 # serve: a fresh process (a fork would share the big heap)
-                configs = await apart.load_sliced(self.config_paths, load_configs, True, APPLY_BUDGET)
+                configs = await apart.load_sliced(self.config_paths, load_configs, True, APPLY_BUDGET,
+                                                  turn=self.foreground.turn)
                 tokens = await asyncio.to_thread(read_tokens, configs)
             except ConfigError as exc:
                 return self._reload_failed([str(i) for i in exc.issues])
@@ -307,7 +312,7 @@ class Runtime:
                 for i, st in enumerate(list(state.gates.values())):
                     st.compact(now, keep)
                     if i % 1000 == 999:
-                        await asyncio.sleep(0)  # 10,000 gates must not stall scrapes
+                        await self.foreground.turn()  # 10,000 gates must not stall scrapes
 
     # --- evaluation -----------------------------------------------------------------------
 

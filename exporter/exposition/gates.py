@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from exporter.config.model import Config, Gate
 from exporter.engine import pauses
+from exporter.engine.foreground import Later, plain_call_soon
 from exporter.exposition.blobs import Blob
 from exporter.exposition.families import (
     CONTRACT_METRICS,
@@ -51,20 +52,23 @@ class Exposition:
     """Serves the current frame of gate series, builds the next one beside it, renders a whole scrape."""
 
     def __init__(self, registry: CollectorRegistry | None = REGISTRY,
-                 after_teardown: Callable[[], object] | None = None):
+                 after_teardown: Callable[[], object] | None = None,
+                 call_soon: Callable[[Callable[[], object]], Later] = plain_call_soon):
         self.last_render_seconds = 0.0
+        # How background slices are scheduled: serve's runtime holds them while a request is answered.
+        self._call_soon = call_soon
         self._after_teardown = after_teardown  # once retired frames are let go of (serve: pauses.trim_heap)
         self._tail_registry = tail_registry(registry, lambda: self.last_render_seconds)
-        self._sweep_timer: asyncio.TimerHandle | None = None
+        self._sweep_timer: Later | None = None
         self._headers = {om: [Blob(f.header(om).encode()) for f in GATE_FAMILIES] for om in (False, True)}
         self._live = self._built([], prerender=False)
         self._next: Frame | None = None  # being built; swapped in when complete
         self._steps: Iterator[None] | None = None
-        self._step_handle: asyncio.Handle | None = None
+        self._step_handle: Later | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._configured = False
         self._teardowns: list[Iterator[None]] = []  # frames no longer served, let go of in slices
-        self._teardown_handle: asyncio.Handle | None = None
+        self._teardown_handle: Later | None = None
 
     def _built(self, trackers: list[tuple[Config, State]], prerender: bool = True) -> Frame:
         frame = Frame(trackers, self._headers)
@@ -88,7 +92,7 @@ class Exposition:
             return
         self._next = Frame(trackers, self._headers)
         self._steps = self._next.build()
-        self._step_handle = loop.call_soon(self._step)
+        self._step_handle = self._call_soon(self._step)
 
     async def settled(self) -> None:
         """Return once the config last given to set_trackers() is the one served."""
@@ -105,7 +109,7 @@ class Exposition:
         assert steps is not None and self._next is not None
         for _ in steps:
             if time.perf_counter() - t0 > STEP_BUDGET:
-                self._step_handle = asyncio.get_running_loop().call_soon(self._step)
+                self._step_handle = self._call_soon(self._step)
                 return
         self._swap(self._next)
 
@@ -131,13 +135,13 @@ class Exposition:
     def _retire(self, frame: Frame) -> None:
         """Let go of a frame no longer served: in slices on the event loop (its teardown), else at once."""
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             frame.release()
             return
         self._teardowns.append(frame.teardown())
         if self._teardown_handle is None:
-            self._teardown_handle = loop.call_soon(self._teardown_step)
+            self._teardown_handle = self._call_soon(self._teardown_step)
 
     def _teardown_step(self) -> None:
         """One slice of the retired frames' teardowns."""
@@ -146,7 +150,7 @@ class Exposition:
         while self._teardowns:
             for _ in self._teardowns[0]:
                 if time.perf_counter() - t0 > STEP_BUDGET:
-                    self._teardown_handle = asyncio.get_running_loop().call_soon(self._teardown_step)
+                    self._teardown_handle = self._call_soon(self._teardown_step)
                     return
             self._teardowns.pop(0)
         if self._after_teardown is not None:
@@ -166,7 +170,11 @@ class Exposition:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 return  # no event loop (a script or test): pieces are rendered at the next scrape
-            self._sweep_timer = loop.call_later(SWEEP_EVERY, self._sweep)
+            self._sweep_timer = loop.call_later(SWEEP_EVERY, self._sweep_due)
+
+    def _sweep_due(self) -> None:
+        # A sweep renders for up to SWEEP_BUDGET: not in the turns of a request being answered.
+        self._sweep_timer = self._call_soon(self._sweep)
 
     def _sweep(self) -> None:
         self._sweep_timer = None
@@ -187,6 +195,7 @@ def exposition_for(runtime: Runtime) -> Exposition:
     for view in runtime.views:
         if isinstance(view, Exposition):
             return view
-    expo = Exposition(registry=runtime.registry, after_teardown=pauses.trim_heap if runtime.trim_heap else None)
+    expo = Exposition(registry=runtime.registry, after_teardown=pauses.trim_heap if runtime.trim_heap else None,
+                      call_soon=runtime.foreground.call_soon)
     runtime.attach(expo)
     return expo

@@ -14,7 +14,10 @@ it likes. Two deadlines close that gap:
   mid-body is dropped quietly instead of logging an error per client.
 
 The head deadline sits in a protocol that wraps aiohttp's: it looks at the bytes only to see where
-the first head ends, and passes everything through untouched.
+a head ends, and passes everything through untouched. The same protocol tells the runtime's
+Foreground (exporter/engine/foreground.py) that a request is being answered from the moment its
+head is in, and the `answered` middleware, the outermost, tells it once the answer is written:
+background slices (a reload's) wait for that, within a bound.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily
 
+from exporter.engine.foreground import Foreground
 from exporter.log import kv
 
 log = logging.getLogger("qualitygate.web")
@@ -59,10 +63,12 @@ class HeadDeadline(asyncio.Protocol):
     """Wraps one connection's aiohttp protocol; closes the transport if no request head is
     complete within `timeout` seconds of the connection being made."""
 
-    def __init__(self, inner: asyncio.Protocol, timeout: float, counts: ReadTimeouts):
+    def __init__(self, inner: asyncio.Protocol, timeout: float, counts: ReadTimeouts,
+                 foreground: Foreground | None = None):
         self._inner = inner
         self._timeout = timeout
         self._counts = counts
+        self._foreground = foreground
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._tail = b""  # the last bytes seen, so a head end split across reads is still found
@@ -74,13 +80,16 @@ class HeadDeadline(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._timer is not None:
-            seen = self._tail + data
-            # A head ends with an empty line; lenient parsers accept a bare LF too.
-            if b"\n\r\n" in seen or b"\n\n" in seen:
+        if self._timer is not None or self._foreground is not None:
+            # A head ends with an empty line; lenient parsers accept a bare LF too. A blank line in a
+            # body counts as well: the Foreground is then told a little early, which is harmless.
+            edge = self._tail + data[:2]
+            ends = b"\n\r\n" in edge or b"\n\n" in edge or b"\n\r\n" in data or b"\n\n" in data
+            self._tail = (self._tail + data)[-2:] if len(data) < 2 else data[-2:]
+            if ends:
                 self._cancel()
-            else:
-                self._tail = seen[-2:]
+                if self._foreground is not None and self._transport is not None:
+                    self._foreground.enter(self._transport)
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -88,6 +97,8 @@ class HeadDeadline(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
+        if self._foreground is not None:
+            self._foreground.leave(self._transport)
         self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -144,14 +155,40 @@ def body_deadline(timeout: float, counts: ReadTimeouts) -> Callable[..., Awaitab
     return middleware
 
 
+def answered(foreground: Foreground) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Middleware, the outermost: write the answer here, then tell the Foreground the request is done.
+
+    aiohttp would write it right after the middlewares return; writing it here is what lets the
+    Foreground know when that is (a scrape's body is written in several turns when the client reads
+    slower than it is sent). A response already written (a stream) is left as it is."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                         ) -> web.StreamResponse:
+        try:
+            resp = await handler(request)
+            if not resp.prepared:
+                try:
+                    await resp.prepare(request)
+                    await resp.write_eof()
+                except ConnectionError:
+                    pass  # the client left; aiohttp meets the same error and logs the access
+            return resp
+        finally:
+            foreground.leave(request.transport)
+
+    return middleware
+
+
 async def listen(runner: web.AppRunner, host: str | None, port: int, *, ssl_context: ssl.SSLContext | None,
-                 read_timeout: float, counts: ReadTimeouts) -> asyncio.AbstractServer:
+                 read_timeout: float, counts: ReadTimeouts, foreground: Foreground | None = None
+                 ) -> asyncio.AbstractServer:
     """Start accepting connections for a set-up runner, each behind a HeadDeadline."""
     server = runner.server
     assert server is not None, "runner.setup() first"
 
     def factory() -> asyncio.Protocol:
-        return HeadDeadline(server(), read_timeout, counts)
+        return HeadDeadline(server(), read_timeout, counts, foreground)
 
     extra: dict[str, Any] = {}
     if ssl_context is not None and read_timeout > 0:
