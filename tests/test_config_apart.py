@@ -596,3 +596,18 @@ def test_a_sliced_load_whose_result_does_not_pickle_loads_in_process_in_a_thread
     assert got[0]() == "made here"
     assert apart._in_process is not None and "cannot be sent from a child" in apart._in_process
     assert where and where[-1] != loop_thread, "loaded again in a thread, not on the event loop"
+
+
+def test_a_reload_that_forks_runs_as_nice_as_the_fresh_process_and_start_up_does_not(in_child: None):
+    """The fork is a reload's fallback (and start-up's way): a reload's child gives way to scrapes as a
+    fresh process does; start-up's, before anything listens, runs at the server's own niceness."""
+
+    def niceness(paths: list[str]) -> list:
+        raise RuntimeError(f"niceness {os.nice(0)}")  # sent back to the parent, which raises it
+
+    ours = os.nice(0)
+    for fresh, expected in ((True, min(19, ours + apart.RELOAD_NICENESS)), (False, ours)):
+        pending = apart.start(["unused.yml"], niceness, fresh=fresh)  # not the files loader: it forks
+        assert pending.pid > 0
+        with pytest.raises(RuntimeError, match=f"^niceness {expected}$"):
+            pending.result()

@@ -85,8 +85,9 @@ _in_process: str | None = None  # why configs load in-process for good (said onc
 _no_fresh: str | None = None  # why reloads fork instead of starting a fresh process (said once), or None
 _CHILD_FAILED = 70  # a child's exit code when it could not send its answer
 _CANNOT_IMPORT = 78  # a fresh process's exit code when it cannot import exporter (its stdout: why)
-# A reload's fresh process runs this much nicer than the server: its parse (~1 s of CPU at 10,000 gates)
-# gives way to the scrapes and evaluations it would otherwise take a core from. On 2 busy cores (the
+# A reload's fresh process (and the fork it falls back to) runs this much nicer than the server: its
+# parse (~1 s of CPU at 10,000 gates) gives way to the scrapes and evaluations it would otherwise take
+# a core from. On 2 busy cores (the
 # server, its scraper, the parse) scrapes 2-3 s into a reload took 60-90 ms, with the event loop idle
 # and waiting to be run (a callback timer and the selector's own time in a real serve); the reload
 # takes longer instead, and only when the CPUs are busy.
@@ -150,7 +151,7 @@ class Pending:
             if fresh and _no_fresh is None and loader is _files_loader():
                 self._spawn()
             if self._fd < 0:
-                self._fork()
+                self._fork(nicer=fresh)  # a reload's fallback: nicer, as the fresh process is
 
     def _spawn(self) -> None:
         if getattr(sys, "frozen", False) or not sys.executable:
@@ -184,7 +185,7 @@ class Pending:
         finally:
             os.close(wi)
 
-    def _fork(self) -> None:
+    def _fork(self, nicer: bool = False) -> None:
         if not hasattr(os, "fork"):
             _for_good("this system has no fork()")
             return
@@ -198,7 +199,7 @@ class Pending:
             return
         if pid == 0:  # the child: never leaves _child
             os.close(r)
-            _child(w, self.paths, self.loader)
+            _child(w, self.paths, self.loader, RELOAD_NICENESS if nicer else 0)
         # Ours to reap: a command gate's clean-up must not take it. No reaper loaded yet: no command ran,
         # and importing it (every probe kind) would hold up the fork at start-up.
         self._reaper = sys.modules.get("exporter.probes.reaper")
@@ -397,11 +398,13 @@ def fresh_main(paths: list[str]) -> None:
     _child(1, paths, _files_loader())
 
 
-def _child(w: int, paths: list[str], loader: Loader) -> None:
+def _child(w: int, paths: list[str], loader: Loader, niceness: int = 0) -> None:
     """Load, send, _exit: whatever happens, this never returns."""
     code = _CHILD_FAILED
     try:
         with contextlib.suppress(Exception):
+            if niceness:
+                os.nice(niceness)
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
