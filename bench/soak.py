@@ -58,6 +58,7 @@ def soak(workdir: Path, smoke: bool, soak_minutes: float) -> list[Row]:
     samples: list[tuple[float, float]] = []
     lags: list[float] = []
     scrapes: list[float] = []
+    when: list[tuple[float, float, float]] = []  # (latency, minutes since start, seconds since the last SIGHUP)
     with nginx(workdir) as target:
         def config(timeout: str) -> str:
             return gen.mixed_config(gates, target, str(flip), http_share=0.5, interval=f"{interval:g}s",
@@ -72,6 +73,7 @@ def soak(workdir: Path, smoke: bool, soak_minutes: float) -> list[Row]:
             samples.append((0.0, start_rss))
             next_scrape, next_minute = t0, t0 + every
             next_reload, next_flip, reloads, version = t0 + reload_every, t0 + flip_every, 0, 0
+            last_signal = float("-inf")
             first = exp.samples("qualitygate_evaluations_skipped_total")["qualitygate_evaluations_skipped_total"]
             while time.monotonic() < end:
                 now = time.monotonic()
@@ -85,10 +87,12 @@ def soak(workdir: Path, smoke: bool, soak_minutes: float) -> list[Row]:
                     version += 1
                     path.write_text(config("2s" if version % 2 else "1s"))
                     os.kill(exp.proc.pid, signal.SIGHUP)
+                    last_signal = time.monotonic()
                     reloads += 1
                     next_reload += reload_every
                 if now >= next_scrape:
                     scrapes.append(exp.scrape({"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"})[0])
+                    when.append((scrapes[-1], (now - t0) / 60, now - last_signal))
                     next_scrape += interval
                 if now >= next_minute:
                     lag = exp.samples("qualitygate_scheduler_lag_seconds")["qualitygate_scheduler_lag_seconds"]
@@ -105,6 +109,8 @@ def soak(workdir: Path, smoke: bool, soak_minutes: float) -> list[Row]:
     lag = max(lags) if lags else float("nan")
     what = f"{gates:,} gates, {minutes:g} min, gates flipping, {reloads} reloads changing every gate"
     details = {"rss_by_minute": samples, "lag_p99_per_minute_s": lags, "scrape_max_ms": max(scrapes) * 1e3,
+               "slowest_scrapes_ms_min_since_reload_s": [(round(ms * 1e3, 1), round(m, 2), round(r, 1))
+                                                         for ms, m, r in sorted(when)[-5:]],
                "reloads": reloads, "last_reload_ok": got["qualitygate_config_last_reload_successful"]}
     # "No growth after the plateau": histories are full after 50 intervals (12.5 min at 15 s), so from the
     # middle of a 30-minute soak on RSS may move with each reload but must not climb: the end within

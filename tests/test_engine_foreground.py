@@ -35,6 +35,31 @@ async def test_idle_a_callback_runs_in_the_next_turn_like_call_soon():
     assert ran == [1] and fg.held_total == 0
 
 
+async def test_background_callbacks_take_turns_one_per_turn_of_the_loop_in_order():
+    """So that the selector runs between any two slices, and a request arriving meanwhile is seen."""
+    fg, ran = Foreground(), []
+    for name in "abc":
+        fg.call_soon(lambda name=name: ran.append(name))
+    seen = []
+    for _ in range(4):
+        await turns(1)
+        seen.append("".join(ran))
+    assert seen == ["a", "ab", "abc", "abc"]
+
+
+async def test_a_callback_that_raises_does_not_stop_the_others(caplog: pytest.LogCaptureFixture):
+    fg, ran = Foreground(), []
+
+    def boom() -> None:
+        raise RuntimeError("a slice failed")
+
+    fg.call_soon(boom)
+    fg.call_soon(lambda: ran.append("next"))
+    await turns(3)
+    assert ran == ["next"]
+    assert "a slice failed" in caplog.text  # the loop's exception handler, as for call_soon
+
+
 @pytest.mark.looptime
 async def test_busy_holds_a_callback_until_the_request_is_answered():
     loop = asyncio.get_running_loop()
