@@ -377,28 +377,3 @@ def test_two_corrupt_starts_in_a_row_keep_both_files(tmp_path: Path) -> None:
                   if ".corrupt-" in p.name and p.name[-4:] not in ("-wal", "-shm"))
     assert kept == [b"first broken file" * 100, b"second broken file" * 100]
 
-
-def test_the_writer_waits_for_requests_in_flight_and_only_so_long(tmp_path: Path, monkeypatch) -> None:
-    """Store.quiet (serve: no HTTP request is being answered): the writer lets a request in flight
-    go first, and a request that never ends delays writes by QUIET_WAIT a batch, never stops them."""
-    import threading
-
-    from exporter.state import writer
-
-    monkeypatch.setattr(writer, "QUIET_WAIT", 30.0)
-    store = open_store(str(tmp_path / "s.db"))
-    quiet = store.quiet = threading.Event()  # a request in flight
-    try:
-        store.record("t", results("a", 1, NOW, 60)[0])
-        store._wake.set()
-        time.sleep(0.5)  # several of the writer's wake-ups
-        assert store.writes == 0
-        quiet.set()  # answered
-        assert store.flush(10) and store.writes == 1
-
-        monkeypatch.setattr(writer, "QUIET_WAIT", 0.05)
-        quiet.clear()  # and this one never ends
-        store.record("t", results("a", 2, NOW + 60, 60)[1])
-        assert store.flush(10) and store.writes == 2
-    finally:
-        store.close_sync()

@@ -14,16 +14,12 @@ A request is "in the foreground" from the moment its head has arrived (the liste
 sees the blank line) until its answer has been written (a middleware), or its connection ends.
 A slice due meanwhile runs once no request is, or once it has waited DEFER_MAX, whichever comes
 first: a client that keeps a request open, or a flood of them, makes a reload slower, never stops it.
-
-The storage writer, a thread, waits on `idle` the same way before each transaction (it holds the
-GIL for milliseconds at a time), within its own bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -64,8 +60,6 @@ class Foreground:
         self._queue: collections.deque[Held] = collections.deque()  # in the order asked for
         self._pump: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self.idle = threading.Event()  # set while no request is in flight: for threads (the storage writer)
-        self.idle.set()
         self.held_total = 0  # callbacks that had to wait for a request, and of them those run at DEFER_MAX
         self.overdue_total = 0
 
@@ -86,8 +80,6 @@ class Foreground:
 
     def enter(self, key: object) -> None:
         """A request head arrived on this connection (key: its transport)."""
-        if not self._busy:
-            self.idle.clear()
         self._busy.add(key)
 
     def leave(self, key: object) -> None:
@@ -96,7 +88,6 @@ class Foreground:
             return
         self._busy.discard(key)
         if not self._busy:
-            self.idle.set()
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None

@@ -109,8 +109,6 @@ class Runtime:
     def prepare(self, configs: list[Config]) -> None:
         """Apply the first config (restoring stored state) without evaluating anything yet."""
         self.scheduler = Scheduler(self._make_ctx, self._on_result, self.max_concurrency)
-        if self.store is not None:
-            self.store.quiet = self.foreground.idle  # its writer lets requests in flight go first
         self.evidence.set_tokens(read_tokens(configs))  # before anything listens: blocking is fine here
         if self.store is not None:  # at start, stored histories load in a thread: /-/ready does not wait
             self.store.defer_histories = True

@@ -119,10 +119,6 @@ class Store:
         self._pushes: dict[tuple[str, str], tuple[Push, ...]] = {}  # deciding pushes, newest first
         self._keep: dict[str, float] = {}
         self._wake = threading.Event()
-        # serve: set while no HTTP request is being answered (the runtime's Foreground). The writer waits
-        # for it, within QUIET_WAIT, before each transaction: the Python side of a 1,000-row batch holds
-        # the GIL for milliseconds, which a scrape in flight would otherwise wait through.
-        self.quiet: threading.Event | None = None
         self._idle = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None

@@ -33,7 +33,6 @@ log = logging.getLogger("qualitygate.storage")
 Op = tuple[Any, ...]  # (kind, *arguments); kinds with a future ("attest", "push") carry it last
 
 FLUSH_INTERVAL = 0.2  # seconds between writer wake-ups: the most a committed evaluation lags
-QUIET_WAIT = 0.05  # seconds the writer waits, before a transaction, for no request to be in flight (Store.quiet)
 BATCH = 1000  # queued writes per transaction
 MAX_QUEUE = 200_000  # queued writes kept while the disk fails; the oldest are dropped beyond this
 MAINTAIN_EVERY = 300.0  # seconds between bucket compactions and purges
@@ -176,9 +175,6 @@ class Writer:
         if not self.connect():
             return False
         while store._queue:
-            quiet = store.quiet
-            if quiet is not None and not store._stopping:
-                quiet.wait(QUIET_WAIT)  # bounded: a stream of requests delays writes, never stops them
             batch = self.current = []
             self.committed = False
             while len(batch) < BATCH:
