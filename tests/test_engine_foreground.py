@@ -216,26 +216,57 @@ async def test_a_client_that_leaves_mid_request_leaves_the_foreground():
         await runner.cleanup()
 
 
-async def test_a_head_split_across_reads_is_still_seen():
-    fg, seen = Foreground(), []
+async def test_blank_lines_or_a_body_after_a_refusal_hold_nothing():
+    """Only a request aiohttp parsed is in the foreground: a client that sends bytes looking like a
+    head's end (blank lines), with no request, must not hold the background for as long as it stays."""
+    fg, ran = Foreground(defer_max=30.0), []
 
     async def handler(request: web.Request) -> web.Response:
-        seen.append(fg.busy)
-        return web.Response(text="ok")
+        return web.Response(status=401, text="no")  # refused before its body is read
 
     runner, port = await serve(fg, handler)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for part in (b"GET / HTTP/1.1\r\nHost: x\r", b"\n", b"\r", b"\n"):
-            writer.write(part)
-            await writer.drain()
-            await asyncio.sleep(0.02)
-        answer = await reader.readuntil(b"ok")
-        assert answer.startswith(b"HTTP/1.1 200")
-        assert seen == [True]
-        writer.close()
+        writer.write(b"\r\n\r\n\n\n")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        assert not fg.busy
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\ncontent-length: 200\r\n\r\n")
+        assert (await reader.readuntil(b"no")).startswith(b"HTTP/1.1 401")
+        writer.write(b"a body\r\n\r\nwith blank lines\n\n")  # after the answer
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        assert not fg.busy
+        fg.call_soon(lambda: ran.append(1))
+        await turns(2)
+        assert ran == [1] and fg.held_total == 0
     finally:
+        writer.transport.abort()
         await runner.cleanup()
+
+
+async def test_a_reload_asked_for_over_http_is_not_held_by_its_own_request(aiohttp_client, tmp_path, monkeypatch):
+    """POST /-/reload waits for the reload's slices: its own request must not hold them."""
+    from exporter.engine import runtime as runtime_module
+    from exporter.engine.runtime import Runtime, load_configs
+    from exporter.exposition import gates
+    from exporter.exposition.gates import exposition_for
+    from exporter.web.app import make_app
+
+    monkeypatch.setattr(runtime_module, "APPLY_BUDGET", 0.0)  # a slice per step: many turns
+    monkeypatch.setattr(gates, "STEP_BUDGET", 0.0)
+    path = tmp_path / "t.yml"
+    path.write_text(many("old", 200))
+    runtime = Runtime([str(path)])
+    runtime.prepare(load_configs([str(path)]))
+    expo = exposition_for(runtime)
+    client = await aiohttp_client(make_app(runtime, lifecycle=True, middlewares=[answered(runtime.foreground)]))
+    path.write_text(many("new", 200))
+    response = await client.post("/-/reload")
+    assert response.status == 200, await response.text()
+    assert b'step="new-000"' in expo.render()
+    assert runtime.foreground.held_total == 0 and runtime.foreground.overdue_total == 0
+    await runtime.stop()
 
 
 # --- a view's slices ----------------------------------------------------------------------

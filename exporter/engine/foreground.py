@@ -10,8 +10,9 @@ not how many a request waits through. Here the slices of all jobs take turns, on
 loop, so that a request that arrives meanwhile is seen (the selector runs between two slices) after
 one slice at most, and none runs until it is answered.
 
-A request is "in the foreground" from the moment its head has arrived (the listener's protocol
-sees the blank line) until its answer has been written (a middleware), or its connection ends.
+A request is "in the foreground" from the moment aiohttp has parsed it (the listener's protocol
+sees it counted) until its answer has been written (a middleware), or its connection ends; an
+HTTP reload steps out of it while it waits for the reload (web/app.py).
 A slice due meanwhile runs once no request is, or once it has waited DEFER_MAX, whichever comes
 first: a client that keeps a request open, or a flood of them, makes a reload slower, never stops it.
 """

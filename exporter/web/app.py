@@ -93,7 +93,10 @@ async def reload(request: web.Request) -> web.Response:
     """Reload the config (only with --web.enable-lifecycle)."""
     if not request.app[LIFECYCLE]:
         return web.Response(status=403, text="Lifecycle API is not enabled (--web.enable-lifecycle).\n")
-    errors = await request.app[RUNTIME].reload()
+    runtime = request.app[RUNTIME]
+    # This request waits for the reload's slices: it must not hold them (serve's Foreground) meanwhile.
+    runtime.foreground.leave(request.transport)
+    errors = await runtime.reload()
     if errors:
         return web.Response(status=500, text="failed to reload config:\n" + "\n".join(errors) + "\n")
     return web.Response(text="Reloaded.\n")

@@ -14,10 +14,14 @@ it likes. Two deadlines close that gap:
   mid-body is dropped quietly instead of logging an error per client.
 
 The head deadline sits in a protocol that wraps aiohttp's: it looks at the bytes only to see where
-a head ends, and passes everything through untouched. The same protocol tells the runtime's
-Foreground (exporter/engine/foreground.py) that a request is being answered from the moment its
-head is in, and the `answered` middleware, the outermost, tells it once the answer is written:
-background slices (a reload's) wait for that, within a bound.
+the first head ends, and passes everything through untouched.
+
+The runtime's Foreground (exporter/engine/foreground.py) is told that a request is being answered
+by the same protocol, as soon as aiohttp has parsed one out of the bytes (a turn or two before its
+handler runs), and by `answered`, the outermost middleware, which writes the answer and tells it
+the request is done; background slices (a reload's) wait for that, within a bound. Parsed, not
+merely bytes that look like a head's end: a client sending blank lines, or a body after a refusal,
+would otherwise hold it with no request at all.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class HeadDeadline(asyncio.Protocol):
 
     def __init__(self, inner: asyncio.Protocol, timeout: float, counts: ReadTimeouts,
                  foreground: Foreground | None = None):
+        """foreground: told when the connection ends (a request it was answering is over)."""
         self._inner = inner
         self._timeout = timeout
         self._counts = counts
@@ -80,17 +85,22 @@ class HeadDeadline(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._timer is not None or self._foreground is not None:
-            # A head ends with an empty line; lenient parsers accept a bare LF too. A blank line in a
-            # body counts as well: the Foreground is then told a little early, which is harmless.
-            edge = self._tail + data[:2]
-            ends = b"\n\r\n" in edge or b"\n\n" in edge or b"\n\r\n" in data or b"\n\n" in data
-            self._tail = (self._tail + data)[-2:] if len(data) < 2 else data[-2:]
-            if ends:
+        if self._timer is not None:
+            seen = self._tail + data
+            # A head ends with an empty line; lenient parsers accept a bare LF too.
+            if b"\n\r\n" in seen or b"\n\n" in seen:
                 self._cancel()
-                if self._foreground is not None and self._transport is not None:
-                    self._foreground.enter(self._transport)
+            else:
+                self._tail = seen[-2:]
+        if self._foreground is None:
+            self._inner.data_received(data)
+            return
+        # aiohttp counts the requests it parsed on a connection (a private attribute: aiohttp < 4 is
+        # pinned; without it the middleware alone tells, a turn or two later).
+        before = getattr(self._inner, "_request_count", None)
         self._inner.data_received(data)
+        if before is not None and self._transport is not None and getattr(self._inner, "_request_count", 0) > before:
+            self._foreground.enter(self._transport)
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received()
@@ -156,7 +166,8 @@ def body_deadline(timeout: float, counts: ReadTimeouts) -> Callable[..., Awaitab
 
 
 def answered(foreground: Foreground) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Middleware, the outermost: write the answer here, then tell the Foreground the request is done.
+    """Middleware, the outermost: tell the Foreground a request is being answered, write the answer
+    here, then tell it the request is done.
 
     aiohttp would write it right after the middlewares return; writing it here is what lets the
     Foreground know when that is (a scrape's body is written in several turns when the client reads
@@ -165,6 +176,8 @@ def answered(foreground: Foreground) -> Callable[..., Awaitable[web.StreamRespon
     @web.middleware
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
+        if request.transport is not None:
+            foreground.enter(request.transport)
         try:
             resp = await handler(request)
             if not resp.prepared:
