@@ -376,4 +376,3 @@ def test_two_corrupt_starts_in_a_row_keep_both_files(tmp_path: Path) -> None:
     kept = sorted(p.read_bytes() for p in tmp_path.iterdir()
                   if ".corrupt-" in p.name and p.name[-4:] not in ("-wal", "-shm"))
     assert kept == [b"first broken file" * 100, b"second broken file" * 100]
-

@@ -87,10 +87,9 @@ _CHILD_FAILED = 70  # a child's exit code when it could not send its answer
 _CANNOT_IMPORT = 78  # a fresh process's exit code when it cannot import exporter (its stdout: why)
 # A reload's fresh process (and the fork it falls back to) runs this much nicer than the server: its
 # parse (~1 s of CPU at 10,000 gates) gives way to the scrapes and evaluations it would otherwise take
-# a core from. On 2 busy cores (the
-# server, its scraper, the parse) scrapes 2-3 s into a reload took 60-90 ms, with the event loop idle
-# and waiting to be run (a callback timer and the selector's own time in a real serve); the reload
-# takes longer instead, and only when the CPUs are busy.
+# a core from. On 2 busy cores (the server, its scraper, the parse) scrapes 2-3 s into a reload took
+# 60-90 ms, with the event loop idle and waiting to be run (a callback timer and the selector's own
+# time in a real serve); the reload takes longer instead, and only when the CPUs are busy.
 RELOAD_NICENESS = 10
 # A fresh process's program: nicer, the server's sys.path from stdin (one JSON line), then the child's own code.
 BOOT = ("import os, sys\n"

@@ -57,7 +57,7 @@ class Foreground:
 
     def __init__(self, defer_max: float = DEFER_MAX):
         self.defer_max = defer_max
-        self._busy: set[Any] = set()  # transports with a request head read and no answer written yet
+        self._busy: set[Any] = set()  # transports with a request parsed and its answer not yet written
         self._queue: collections.deque[Held] = collections.deque()  # in the order asked for
         self._pump: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -80,7 +80,7 @@ class Foreground:
     # --- requests ------------------------------------------------------------------------
 
     def enter(self, key: object) -> None:
-        """A request head arrived on this connection (key: its transport)."""
+        """A request was parsed on this connection (key: its transport)."""
         self._busy.add(key)
 
     def leave(self, key: object) -> None:

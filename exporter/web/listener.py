@@ -69,7 +69,7 @@ class HeadDeadline(asyncio.Protocol):
 
     def __init__(self, inner: asyncio.Protocol, timeout: float, counts: ReadTimeouts,
                  foreground: Foreground | None = None):
-        """foreground: told when the connection ends (a request it was answering is over)."""
+        """foreground: told when aiohttp has parsed a request here, and when the connection ends."""
         self._inner = inner
         self._timeout = timeout
         self._counts = counts
